@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Starts a working mailroot system on this machine with an embedded default: one store node
+# (data in ./.data/), two front-ends on localhost ports, a demo domain and mailbox.
+# Runs in the foreground; Ctrl-C stops every node. Data and settings survive a restart.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA=${MAILROOT_DATA_DIR:-$PWD/.data}
+STORE_ADDR=127.0.0.1:7070
+FE1_POP3=127.0.0.1:1110; FE1_SMTP=127.0.0.1:2525
+FE2_POP3=127.0.0.1:1111; FE2_SMTP=127.0.0.1:2526
+DEMO_DOMAIN=example.test
+DEMO_USER=demo@$DEMO_DOMAIN
+
+echo "==> building mailroot (release)"
+cargo build --release --bins --quiet
+BIN=$PWD/target/release
+
+mkdir -p "$DATA/store"
+# Cluster secrets: generated once, kept in the data dir (never committed).
+if [ ! -f "$DATA/cluster.env" ]; then
+    umask 077
+    {
+        echo "MAILROOT_AUTH_GUID=$(cat /proc/sys/kernel/random/uuid)"
+        echo "MAILROOT_ADMIN_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+        echo "DEMO_PASSWORD=$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    } > "$DATA/cluster.env"
+fi
+set -a; . "$DATA/cluster.env"; set +a
+export MAILROOT_STORE=http://$STORE_ADDR
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+"$BIN/mailroot-store" --listen "$STORE_ADDR" --data "$DATA/store" 2>>"$DATA/store.log" &
+pids+=($!)
+for _ in $(seq 100); do
+    "$BIN/mailrootctl" domain list >/dev/null 2>&1 && break
+    sleep 0.1
+done
+"$BIN/mailroot-frontend" --hostname mx1.localhost --pop3 "$FE1_POP3" --smtp "$FE1_SMTP" 2>>"$DATA/frontend-1.log" >/dev/null &
+pids+=($!)
+"$BIN/mailroot-frontend" --hostname mx2.localhost --pop3 "$FE2_POP3" --smtp "$FE2_SMTP" 2>>"$DATA/frontend-2.log" >/dev/null &
+pids+=($!)
+
+"$BIN/mailrootctl" domain list | grep -qx "$DEMO_DOMAIN" || "$BIN/mailrootctl" domain add "$DEMO_DOMAIN"
+"$BIN/mailrootctl" mailbox list | grep -qx "$DEMO_USER" \
+    || echo "$DEMO_PASSWORD" | "$BIN/mailrootctl" mailbox add "$DEMO_USER" --password-stdin
+
+cat <<INFO
+
+mailroot is running (data: $DATA, logs: $DATA/*.log). Ctrl-C stops it.
+  store (gRPC)      $STORE_ADDR
+  front-end 1       SMTP $FE1_SMTP   POP3 $FE1_POP3
+  front-end 2       SMTP $FE2_SMTP   POP3 $FE2_POP3
+  demo mailbox      $DEMO_USER  password $DEMO_PASSWORD
+
+Try it:
+  swaks --server $FE1_SMTP --to $DEMO_USER --from you@example.org
+  curl pop3://$FE2_POP3/1 --user '$DEMO_USER:$DEMO_PASSWORD'
+Administer it (in another shell):
+  set -a; . $DATA/cluster.env; set +a; export MAILROOT_STORE=http://$STORE_ADDR
+  $BIN/mailrootctl stat
+INFO
+wait -n "${pids[@]}"
+echo "a mailroot process exited; stopping (see $DATA/*.log)" >&2

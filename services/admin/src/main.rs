@@ -1,0 +1,432 @@
+//! `mailrootctl`: every administrative change is made once, here, against the store node, and
+//! is live on every front-end at once (front-ends keep no copy of it).
+//!
+//! Errors print one line (`mailrootctl: <what went wrong>`) and exit non-zero:
+//! 1 for a refused request, 2 for bad usage, 3 when the store cannot be reached.
+
+use std::io::Read;
+
+use clap::{Parser, Subcommand};
+use proto::v1::admin_client::AdminClient;
+use proto::v1::*;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+pub const DEFAULT_STORE: &str = "http://127.0.0.1:7070";
+
+#[derive(Parser)]
+#[command(name = "mailrootctl", version, about = "Administer a mailroot cluster")]
+struct Cli {
+    /// gRPC URL of the store node.
+    #[arg(long, env = "MAILROOT_STORE", default_value = DEFAULT_STORE, global = true)]
+    store: String,
+    /// Admin token of the store node.
+    #[arg(
+        long,
+        env = "MAILROOT_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    admin_token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Hosted domains.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Mailboxes.
+    #[command(subcommand)]
+    Mailbox(MailboxCmd),
+    /// Message count, bytes, quota, lock and POP3 session holder per mailbox (all, or one).
+    Stat { address: Option<String> },
+    /// Mailbox and domain quotas.
+    #[command(subcommand)]
+    Quota(QuotaCmd),
+    /// Aliases: one address delivering to one or more mailboxes (any hosted domain).
+    #[command(subcommand)]
+    Alias(AliasCmd),
+}
+
+#[derive(Subcommand)]
+enum QuotaCmd {
+    /// Set a quota: SIZE like 500KB, 20MB, 1GB (powers of 1024), a byte count, or `unlimited`.
+    Set {
+        /// Mailbox address, or the domain with --domain.
+        target: String,
+        size: String,
+        #[arg(long)]
+        domain: bool,
+    },
+    /// Show limit and usage.
+    Show {
+        target: String,
+        #[arg(long)]
+        domain: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AliasCmd {
+    Add {
+        alias: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    Delete {
+        alias: String,
+    },
+    List {
+        domain: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DomainCmd {
+    Add {
+        domain: String,
+    },
+    /// Delete a domain; with --force also all its mailboxes and their mail.
+    Delete {
+        domain: String,
+        #[arg(long)]
+        force: bool,
+    },
+    List,
+    /// Refuse POP3 logins for every mailbox of the domain.
+    Lock {
+        domain: String,
+    },
+    Unlock {
+        domain: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MailboxCmd {
+    /// Create a mailbox; the password is read from standard input (first line).
+    Add {
+        address: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Delete a mailbox and all its mail.
+    Delete {
+        address: String,
+    },
+    /// List mailboxes (of one domain, or all).
+    List {
+        domain: Option<String>,
+    },
+    /// Change a mailbox password; the new password is read from standard input.
+    Passwd {
+        address: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Refuse POP3 logins (SMTP delivery continues). An alias locks its targets.
+    Lock {
+        address: String,
+    },
+    Unlock {
+        address: String,
+    },
+    /// Break the cluster-wide POP3 session lock held on a mailbox (e.g. by a dead front-end).
+    UnlockSession {
+        address: String,
+    },
+}
+
+#[derive(Clone)]
+struct Token(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Token {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+type Client = AdminClient<InterceptedService<Channel, Token>>;
+
+enum Failure {
+    Usage(String),
+    Refused(String),
+    Unreachable(String),
+}
+
+impl From<Status> for Failure {
+    fn from(s: Status) -> Failure {
+        match s.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                Failure::Unreachable(format!("store unreachable: {}", s.message()))
+            }
+            _ => Failure::Refused(s.message().to_string()),
+        }
+    }
+}
+
+/// `500KB`, `20MB`, `1GB` (powers of 1024), `123` (bytes) or `unlimited` (None).
+fn parse_size(text: &str) -> Result<Option<u64>, Failure> {
+    let t = text.trim().to_ascii_uppercase();
+    if t == "UNLIMITED" {
+        return Ok(None);
+    }
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" => 1 << 10,
+        "M" | "MB" => 1 << 20,
+        "G" | "GB" => 1 << 30,
+        _ => 0,
+    };
+    match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)) {
+        Some(n) if n > 0 && mult > 0 => Ok(Some(n)),
+        _ => Err(Failure::Usage(format!(
+            "bad size {text:?}: use e.g. 500KB, 20MB, 1GB, a byte count, or unlimited"
+        ))),
+    }
+}
+
+fn show_size(n: u64) -> String {
+    if n == 0 {
+        "unlimited".into()
+    } else {
+        n.to_string()
+    }
+}
+
+fn read_password() -> Result<String, Failure> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| Failure::Usage(format!("cannot read the password from stdin: {e}")))?;
+    let line = input.lines().next().unwrap_or("").to_string();
+    if line.is_empty() {
+        return Err(Failure::Usage("no password on standard input".into()));
+    }
+    Ok(line)
+}
+
+async fn connect(cli: &Cli) -> Result<Client, Failure> {
+    let token = cli.admin_token.as_deref().ok_or_else(|| {
+        Failure::Usage("--admin-token (or MAILROOT_ADMIN_TOKEN) is required".into())
+    })?;
+    let value = format!("Bearer {token}").parse().map_err(|_| {
+        Failure::Usage("--admin-token has characters not allowed in a header".into())
+    })?;
+    let channel = Endpoint::from_shared(cli.store.clone())
+        .map_err(|e| Failure::Usage(format!("--store {}: {e}", cli.store)))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| {
+            Failure::Unreachable(format!("cannot reach the store at {}: {e}", cli.store))
+        })?;
+    Ok(AdminClient::with_interceptor(channel, Token(value)))
+}
+
+async fn execute(cli: Cli) -> Result<(), Failure> {
+    let mut c = connect(&cli).await?;
+    match cli.command {
+        Command::Domain(DomainCmd::Add { domain }) => {
+            c.add_domain(DomainRequest {
+                domain: domain.clone(),
+            })
+            .await?;
+            println!("domain {domain} added");
+        }
+        Command::Domain(DomainCmd::Delete { domain, force }) => {
+            c.delete_domain(DeleteDomainRequest {
+                domain: domain.clone(),
+                force,
+            })
+            .await?;
+            println!("domain {domain} deleted");
+        }
+        Command::Domain(DomainCmd::List) => {
+            for d in c.list_domains(Empty {}).await?.into_inner().domains {
+                println!("{d}");
+            }
+        }
+        Command::Mailbox(MailboxCmd::Add { address, .. }) => {
+            let password = read_password()?;
+            c.add_mailbox(MailboxRequest {
+                address: address.clone(),
+                password,
+            })
+            .await?;
+            println!("mailbox {address} added");
+        }
+        Command::Mailbox(MailboxCmd::Delete { address }) => {
+            c.delete_mailbox(AddressRequest {
+                address: address.clone(),
+            })
+            .await?;
+            println!("mailbox {address} deleted");
+        }
+        Command::Mailbox(MailboxCmd::List { domain }) => {
+            let req = ListMailboxesRequest {
+                domain: domain.unwrap_or_default(),
+            };
+            for a in c.list_mailboxes(req).await?.into_inner().addresses {
+                println!("{a}");
+            }
+        }
+        Command::Mailbox(MailboxCmd::Passwd { address, .. }) => {
+            let password = read_password()?;
+            c.set_password(MailboxRequest {
+                address: address.clone(),
+                password,
+            })
+            .await?;
+            println!("password of {address} changed");
+        }
+        Command::Domain(DomainCmd::Lock { domain }) => {
+            set_lock(&mut c, domain, true, true).await?;
+        }
+        Command::Domain(DomainCmd::Unlock { domain }) => {
+            set_lock(&mut c, domain, true, false).await?;
+        }
+        Command::Mailbox(MailboxCmd::Lock { address }) => {
+            set_lock(&mut c, address, false, true).await?;
+        }
+        Command::Mailbox(MailboxCmd::Unlock { address }) => {
+            set_lock(&mut c, address, false, false).await?;
+        }
+        Command::Mailbox(MailboxCmd::UnlockSession { address }) => {
+            c.break_session(AddressRequest {
+                address: address.clone(),
+            })
+            .await?;
+            println!("POP3 session lock of {address} broken");
+        }
+        Command::Stat { address } => {
+            let req = StatRequest {
+                address: address.unwrap_or_default(),
+            };
+            let stats = c.stat(req).await?.into_inner().mailboxes;
+            println!(
+                "{:<40} {:>10} {:>14} {:>12} {:<8} POP3-SESSION",
+                "MAILBOX", "MESSAGES", "BYTES", "QUOTA", "LOCK"
+            );
+            for s in stats {
+                let session = if s.session_id.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!(
+                        "node={} session={} age={}s",
+                        s.session_node,
+                        s.session_id,
+                        s.session_age_ms / 1000
+                    )
+                };
+                println!(
+                    "{:<40} {:>10} {:>14} {:>12} {:<8} {}",
+                    s.address,
+                    s.messages,
+                    s.bytes,
+                    show_size(s.quota),
+                    if s.locked { "locked" } else { "-" },
+                    session
+                );
+            }
+        }
+        Command::Quota(QuotaCmd::Set {
+            target,
+            size,
+            domain,
+        }) => {
+            let limit = parse_size(&size)?;
+            c.set_quota(SetQuotaRequest {
+                target: target.clone(),
+                domain,
+                bytes: limit.unwrap_or(0),
+            })
+            .await?;
+            println!("quota of {target} set to {}", show_size(limit.unwrap_or(0)));
+        }
+        Command::Quota(QuotaCmd::Show { target, domain }) => {
+            let r = c
+                .show_quota(ShowQuotaRequest { target, domain })
+                .await?
+                .into_inner();
+            println!("{} limit={} used={}", r.target, show_size(r.limit), r.used);
+        }
+        Command::Alias(AliasCmd::Add { alias, targets }) => {
+            c.add_alias(AliasRequest {
+                alias: alias.clone(),
+                targets: targets.clone(),
+            })
+            .await?;
+            println!("alias {alias} -> {} added", targets.join(", "));
+        }
+        Command::Alias(AliasCmd::Delete { alias }) => {
+            c.delete_alias(AddressRequest {
+                address: alias.clone(),
+            })
+            .await?;
+            println!("alias {alias} deleted");
+        }
+        Command::Alias(AliasCmd::List { domain }) => {
+            let req = ListMailboxesRequest {
+                domain: domain.unwrap_or_default(),
+            };
+            for a in c.list_aliases(req).await?.into_inner().aliases {
+                println!("{} -> {}", a.alias, a.targets.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn set_lock(
+    c: &mut Client,
+    target: String,
+    domain: bool,
+    locked: bool,
+) -> Result<(), Failure> {
+    c.set_lock(SetLockRequest {
+        target: target.clone(),
+        domain,
+        locked,
+    })
+    .await?;
+    println!("{target} {}", if locked { "locked" } else { "unlocked" });
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(f) = execute(cli).await {
+        let (code, msg) = match f {
+            Failure::Refused(m) => (1, m),
+            Failure::Usage(m) => (2, m),
+            Failure::Unreachable(m) => (3, m),
+        };
+        eprintln!("mailrootctl: {msg}");
+        std::process::exit(code);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("500KB").ok(), Some(Some(500 * 1024)));
+        assert_eq!(parse_size("20MB").ok(), Some(Some(20 << 20)));
+        assert_eq!(parse_size("1gb").ok(), Some(Some(1 << 30)));
+        assert_eq!(parse_size("1234").ok(), Some(Some(1234)));
+        assert_eq!(parse_size("unlimited").ok(), Some(None));
+        for bad in ["", "MB", "0", "-1", "12XB", "1.5MB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+}

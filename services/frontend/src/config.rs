@@ -1,0 +1,62 @@
+//! `mailroot-frontend` configuration: flags with `MAILROOT_*` environment fallbacks.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+pub const DEFAULT_STORE: &str = "http://127.0.0.1:7070";
+pub const DEFAULT_POP3: &str = "0.0.0.0:110";
+pub const DEFAULT_SMTP: &str = "0.0.0.0:25";
+pub const DEFAULT_HOSTNAME: &str = "localhost";
+/// RFC 1939 §3: the autologout timer is at least 10 minutes.
+pub const POP3_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// RFC 5321 §4.5.3.2.7: a server waits at least 5 minutes for the next command.
+pub const SMTP_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// How long a front-end keeps retrying one store call before answering "try later".
+pub const STORE_RETRY_BUDGET: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "mailroot-frontend", version, about = "mailroot front-end node (POP3, SMTP)")]
+pub struct FrontendConfig {
+    /// gRPC URL of the store node.
+    #[arg(long, env = "MAILROOT_STORE", default_value = DEFAULT_STORE)]
+    pub store: String,
+    /// The cluster's auth GUID (must match the store's).
+    #[arg(long, env = "MAILROOT_AUTH_GUID")]
+    pub auth_guid: String,
+    /// Host name used in banners and trace headers.
+    #[arg(long, env = "MAILROOT_HOSTNAME", default_value = DEFAULT_HOSTNAME)]
+    pub hostname: String,
+    /// POP3 listen address (port 0 picks a free port; the chosen one is printed).
+    #[arg(long, env = "MAILROOT_POP3", default_value = DEFAULT_POP3)]
+    pub pop3: String,
+    /// SMTP (inbound, port 25) listen address.
+    #[arg(long, env = "MAILROOT_SMTP", default_value = DEFAULT_SMTP)]
+    pub smtp: String,
+}
+
+impl FrontendConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.store.starts_with("http://") || self.store.starts_with("https://")) {
+            return Err(format!(
+                "--store: {:?} is not a URL like http://store:7070",
+                self.store
+            ));
+        }
+        if uuid::Uuid::parse_str(&self.auth_guid).is_err() {
+            return Err(format!("--auth-guid: {:?} is not a GUID", self.auth_guid));
+        }
+        if self.hostname.is_empty()
+            || !self
+                .hostname
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(format!(
+                "--hostname: {:?} is not a host name",
+                self.hostname
+            ));
+        }
+        Ok(())
+    }
+}

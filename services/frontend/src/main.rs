@@ -1,0 +1,57 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use mailroot_frontend::{FrontendConfig, Handshake, Node, StoreClient};
+use tracing_subscriber::EnvFilter;
+
+fn fail(code: i32, msg: String) -> ! {
+    eprintln!("mailroot-frontend: {msg}");
+    std::process::exit(code)
+}
+
+async fn bind(flag: &str, addr: &str) -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .unwrap_or_else(|e| fail(2, format!("--{flag} {addr}: {e}")))
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = FrontendConfig::parse();
+    if let Err(e) = config.validate() {
+        fail(2, e);
+    }
+    let store = StoreClient::new(&config.store, &config.auth_guid)
+        .unwrap_or_else(|e| fail(2, format!("--store {}: {e}", config.store)));
+    match mailroot_frontend::handshake(&store, &config.hostname, Duration::from_secs(10)).await {
+        Handshake::Ok { store_id } => tracing::info!(%store_id, "joined the store"),
+        Handshake::GuidMismatch(detail) => {
+            tracing::error!(store = %config.store, "auth GUID mismatch");
+            fail(
+                1,
+                format!(
+                    "auth GUID mismatch: the store at {} refused this node's --auth-guid ({detail}); refusing to start",
+                    config.store
+                ),
+            )
+        }
+        Handshake::Unreachable(detail) => tracing::warn!(
+            store = %config.store, %detail,
+            "store unreachable; starting anyway, clients get try-later answers until it is back"
+        ),
+    }
+    let pop3 = bind("pop3", &config.pop3).await;
+    let smtp = bind("smtp", &config.smtp).await;
+    let node = Arc::new(Node { config, store });
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(e) = mailroot_frontend::run(node, pop3, smtp, shutdown).await {
+        fail(1, e.to_string());
+    }
+}

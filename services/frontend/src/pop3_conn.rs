@@ -1,0 +1,146 @@
+//! Drives one POP3 connection: socket bytes into the sans-io `pop3::Session`, its actions out
+//! to the socket and the store. A connection that drops without QUIT commits nothing
+//! (RFC 1939 §6: deletions happen only in the UPDATE state).
+//!
+//! After login the store holds a cluster-wide maildrop lease for this session (RFC 1939 §8
+//! exclusive access); a background task renews it at a third of its TTL, and the lease is
+//! released when the connection ends, however it ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+use crate::config::POP3_IDLE_TIMEOUT;
+use crate::store_client::Session;
+use crate::{Node, replies};
+
+const IDLE_TIMEOUT_REPLY: &[u8] = b"-ERR autologout timer expired, closing connection\r\n";
+
+/// The maildrop this connection holds, and the task keeping its lease alive.
+struct Held {
+    mailbox: String,
+    renewer: JoinHandle<()>,
+}
+
+pub async fn serve<S>(stream: S, peer: SocketAddr, node: Arc<Node>) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let session = Session::new(&node.config.hostname);
+    let mut held: Option<Held> = None;
+    let result = drive(stream, peer, &node, &session, &mut held).await;
+    if let Some(h) = held {
+        h.renewer.abort();
+        if let Err(status) = node.store.close(&h.mailbox, &session).await {
+            // The lease then simply expires after its TTL.
+            tracing::warn!(mailbox = %h.mailbox, error = %status.message(), "could not release the maildrop lease");
+        }
+    }
+    result
+}
+
+async fn drive<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    node: &Arc<Node>,
+    session: &Session,
+    held: &mut Option<Held>,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut pop = pop3::Session::new(node.pop3_config());
+    stream.write_all(&pop.greeting()).await?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while let Some(action) = pop.poll() {
+            match action {
+                pop3::Action::Send(bytes) => out.extend_from_slice(&bytes),
+                pop3::Action::Authenticate { user, password } => {
+                    let result = node.store.open_maildrop(&user, &password, session).await;
+                    let outcome = replies::auth(&result);
+                    match result {
+                        Ok(reply) => {
+                            tracing::info!(%peer, mailbox = %reply.mailbox, messages = reply.messages.len(), "POP3 login");
+                            let ttl = Duration::from_millis(reply.lease_ttl_ms.max(300));
+                            *held = Some(Held {
+                                renewer: spawn_renewer(node.clone(), reply.mailbox.clone(), session.clone(), ttl),
+                                mailbox: reply.mailbox,
+                            });
+                        }
+                        Err(status) => {
+                            tracing::info!(%peer, %user, reason = replies::reason(&status), "POP3 login refused");
+                        }
+                    }
+                    pop.auth_done(outcome);
+                }
+                pop3::Action::Fetch { uidl } => {
+                    let result = match held {
+                        Some(h) => replies::fetch(node.store.fetch(&h.mailbox, &uidl).await),
+                        None => Err(pop3::FetchError::Gone),
+                    };
+                    pop.fetch_done(result);
+                }
+                pop3::Action::Commit { delete } => {
+                    let result = match (&held, delete.is_empty()) {
+                        (_, true) => Ok(()),
+                        (Some(h), false) => {
+                            replies::commit(node.store.commit(&h.mailbox, session, &delete).await)
+                        }
+                        (None, false) => Err(pop3::CommitError::TempFailure),
+                    };
+                    pop.commit_done(result);
+                }
+                pop3::Action::Close => {
+                    stream.write_all(&out).await?;
+                    stream.shutdown().await.ok();
+                    return Ok(());
+                }
+            }
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+        if pop.is_closed() {
+            return Ok(());
+        }
+        let n = match tokio::time::timeout(POP3_IDLE_TIMEOUT, stream.read(&mut buf)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                stream.write_all(IDLE_TIMEOUT_REPLY).await.ok();
+                return Ok(());
+            }
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        pop.feed(&buf[..n]);
+    }
+}
+
+/// Renews the lease every third of its TTL until aborted. A lease taken over by another
+/// session is lost for good: the store's fencing then refuses this session's deletions.
+fn spawn_renewer(node: Arc<Node>, mailbox: String, session: Session, ttl: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ttl / 3);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match node.store.renew(&mailbox, &session).await {
+                Ok(()) => {}
+                Err(status) if replies::reason(&status) == "lease-lost" => {
+                    tracing::warn!(%mailbox, "maildrop lease lost to another session");
+                    return;
+                }
+                Err(status) => {
+                    tracing::warn!(%mailbox, error = %status.message(), "lease renewal failed, will retry");
+                }
+            }
+        }
+    })
+}

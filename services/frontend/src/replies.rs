@@ -1,0 +1,93 @@
+//! The one table that turns store answers (gRPC statuses and replies) into protocol verdicts.
+//! The sans-io sessions own the reply texts; this module only decides which verdict applies.
+
+use proto::ERROR_REASON_HEADER;
+use proto::v1::{CheckRecipientReply, DeliverReply, RecipientStatus};
+
+use crate::dsn;
+use tonic::Status;
+
+/// The store's machine-readable reason for a failure ("" when the failure never reached it).
+pub fn reason(status: &Status) -> &str {
+    status
+        .metadata()
+        .get(ERROR_REASON_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn log_temp(what: &str, status: &Status) {
+    tracing::warn!(code = ?status.code(), error = %status.message(), "{what}: answering try-later");
+}
+
+pub fn rcpt(result: Result<CheckRecipientReply, Status>) -> smtp::RcptVerdict {
+    match result {
+        Ok(r) => match RecipientStatus::try_from(r.status) {
+            Ok(RecipientStatus::Accept) => smtp::RcptVerdict::Accept,
+            Ok(RecipientStatus::UnknownUser) => smtp::RcptVerdict::UnknownUser,
+            Ok(RecipientStatus::RelayDenied) => smtp::RcptVerdict::RelayDenied,
+            Ok(RecipientStatus::MailboxFull) => smtp::RcptVerdict::MailboxFull,
+            Ok(RecipientStatus::TooBig) => smtp::RcptVerdict::TooBig,
+            _ => smtp::RcptVerdict::TempFailure,
+        },
+        Err(status) => {
+            log_temp("RCPT", &status);
+            smtp::RcptVerdict::TempFailure
+        }
+    }
+}
+
+/// The DATA verdict for a store delivery, plus the recipients that must go into a DSN.
+pub fn deliver(
+    result: Result<DeliverReply, Status>,
+    id: &str,
+) -> (smtp::DeliverVerdict, Vec<dsn::Failure>) {
+    let reply = match result {
+        Ok(reply) => reply,
+        Err(status) if reason(&status) == "unknown-mailbox" => {
+            return (
+                smtp::DeliverVerdict::Rejected("recipient mailbox no longer exists".into()),
+                vec![],
+            );
+        }
+        Err(status) => {
+            log_temp("DATA", &status);
+            return (smtp::DeliverVerdict::TempFailure, vec![]);
+        }
+    };
+    let mut failures = Vec::new();
+    let mut any_stored = false;
+    let mut all_too_big = true;
+    for r in &reply.results {
+        let status = RecipientStatus::try_from(r.status).unwrap_or(RecipientStatus::Unspecified);
+        // An alias whose targets partly failed still reached the others.
+        any_stored |= !r.stored_mailboxes.is_empty();
+        let (code, diagnostic) = match status {
+            RecipientStatus::Accept => continue,
+            RecipientStatus::MailboxFull => ("5.2.2", "552 5.2.2 mailbox full"),
+            RecipientStatus::TooBig => ("5.3.4", "552 5.3.4 message too big for the mailbox quota"),
+            RecipientStatus::UnknownUser => ("5.1.1", "550 5.1.1 no such user here"),
+            _ => ("5.0.0", "554 5.0.0 delivery failed"),
+        };
+        all_too_big &= status == RecipientStatus::TooBig;
+        let targets: Vec<String> = if r.failed_mailboxes.is_empty() {
+            vec![r.recipient.clone()]
+        } else {
+            r.failed_mailboxes.clone()
+        };
+        for recipient in targets {
+            failures.push(dsn::Failure {
+                recipient,
+                status: code,
+                diagnostic: diagnostic.to_string(),
+            });
+        }
+    }
+    if any_stored {
+        (smtp::DeliverVerdict::Stored { id: id.to_string() }, failures)
+    } else if all_too_big {
+        (smtp::DeliverVerdict::TooBig, vec![])
+    } else {
+        (smtp::DeliverVerdict::MailboxFull, vec![])
+    }
+}

@@ -1,0 +1,156 @@
+//! Drives one SMTP connection: socket bytes into the sans-io `smtp::Session`, its actions out
+//! to the socket and the store. Adds the RFC 5321 §4.4 trace fields at delivery.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use proto::v1::DeliverRequest;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::config::SMTP_IDLE_TIMEOUT;
+use crate::{Node, dsn, replies};
+
+const IDLE_TIMEOUT_REPLY: &[u8] = b"421 4.4.2 idle timeout, closing connection\r\n";
+
+pub async fn serve<S>(mut stream: S, peer: SocketAddr, node: Arc<Node>) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut session = smtp::Session::new(node.smtp_config());
+    stream.write_all(&session.greeting()).await?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        while let Some(action) = session.poll() {
+            match action {
+                smtp::Action::Send(bytes) => out.extend_from_slice(&bytes),
+                smtp::Action::CheckRecipient { address, declared_size } => {
+                    let size = declared_size.unwrap_or(0);
+                    let verdict = replies::rcpt(node.store.check_recipient(&address, size).await);
+                    session.rcpt_done(verdict);
+                }
+                smtp::Action::Deliver { envelope, message } => {
+                    // Let the client see earlier pipelined replies while the store writes.
+                    stream.write_all(&out).await?;
+                    out.clear();
+                    let verdict = deliver(&node, peer, envelope, message).await;
+                    session.deliver_done(verdict);
+                }
+                smtp::Action::Close => {
+                    stream.write_all(&out).await?;
+                    stream.shutdown().await.ok();
+                    return Ok(());
+                }
+            }
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+        if session.is_closed() {
+            return Ok(());
+        }
+        let n = match tokio::time::timeout(SMTP_IDLE_TIMEOUT, stream.read(&mut buf)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                stream.write_all(IDLE_TIMEOUT_REPLY).await.ok();
+                return Ok(());
+            }
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        session.feed(&buf[..n]);
+    }
+}
+
+/// Stores the message for every accepted recipient. When the store could place it for some
+/// recipients but not others (quota), the message is accepted and the sender gets a DSN for
+/// the rest (RFC 3464); when it could place it for none, the whole DATA is refused.
+async fn deliver(
+    node: &Node,
+    peer: SocketAddr,
+    envelope: smtp::Envelope,
+    message: Vec<u8>,
+) -> smtp::DeliverVerdict {
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut stored = trace_headers(node, peer, &envelope, &id).into_bytes();
+    stored.extend_from_slice(&message);
+    let result = node
+        .store
+        .deliver(DeliverRequest {
+            delivery_id: id.clone(),
+            mail_from: envelope.mail_from.clone(),
+            recipients: envelope.recipients.clone(),
+            message: stored,
+        })
+        .await;
+    let (verdict, failures) = replies::deliver(result, &id);
+    tracing::info!(%id, %peer, from = %envelope.mail_from, to = ?envelope.recipients, ?verdict, failed = failures.len(), "DATA done");
+    if matches!(verdict, smtp::DeliverVerdict::Stored { .. }) && !failures.is_empty() {
+        send_dsn(node, &envelope.mail_from, &message, &failures).await;
+    }
+    verdict
+}
+
+/// Delivers a DSN to a hosted sender. A null sender never gets one (RFC 3464 §2, no loops);
+/// a remote sender cannot get one until the outbound queue exists, which is logged.
+async fn send_dsn(node: &Node, sender: &str, original: &[u8], failures: &[dsn::Failure]) {
+    if sender.is_empty() {
+        return;
+    }
+    let hosted = node
+        .store
+        .check_recipient(sender, 0)
+        .await
+        .is_ok_and(|r| r.status == proto::v1::RecipientStatus::Accept as i32);
+    if !hosted {
+        tracing::warn!(%sender, failed = failures.len(), "DSN not sent: the sender is not hosted here and there is no outbound queue yet");
+        return;
+    }
+    let report = dsn::build(&node.config.hostname, sender, original, failures);
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut stored = format!(
+        "Return-Path: <>\r\nReceived: by {host} with LOCAL id {id};\r\n\t{date}\r\n",
+        host = node.config.hostname,
+        date = httpdate::fmt_http_date(std::time::SystemTime::now()),
+    )
+    .into_bytes();
+    stored.extend_from_slice(&report);
+    let result = node
+        .store
+        .deliver(DeliverRequest {
+            delivery_id: id.clone(),
+            mail_from: String::new(),
+            recipients: vec![sender.to_string()],
+            message: stored,
+        })
+        .await;
+    match replies::deliver(result, &id) {
+        (smtp::DeliverVerdict::Stored { .. }, f) if f.is_empty() => {
+            tracing::info!(%sender, %id, "DSN delivered");
+        }
+        (verdict, _) => tracing::warn!(%sender, ?verdict, "DSN could not be delivered"),
+    }
+}
+
+/// `Return-Path` (RFC 5321 §4.4, added at final delivery) and `Received` (§4.4, "time stamp").
+fn trace_headers(node: &Node, peer: SocketAddr, env: &smtp::Envelope, id: &str) -> String {
+    let helo: String = env
+        .helo
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect();
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let rcpt = match env.recipients.as_slice() {
+        [one] => format!("\r\n\tfor <{one}>"),
+        _ => String::new(),
+    };
+    format!(
+        "Return-Path: <{from}>\r\nReceived: from {helo} ([{ip}])\r\n\tby {host} with ESMTP id {id}{rcpt};\r\n\t{date}\r\n",
+        from = env.mail_from,
+        ip = peer.ip(),
+        host = node.config.hostname,
+    )
+}

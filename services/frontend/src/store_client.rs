@@ -1,0 +1,202 @@
+//! The front-end's handle on the store: a lazily (re)connecting gRPC channel that stamps the
+//! auth GUID on every call and retries calls that failed because the store was unreachable.
+//!
+//! Retries use `backon` (the `backoff` crate is unmaintained, RUSTSEC-2025-0012). Every call
+//! retried here is idempotent: reads, and writes keyed by an id chosen before the first try
+//! (a delivery id) or naming the exact objects to remove (a POP3 commit).
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use proto::v1::store_client::StoreClient as RpcClient;
+use proto::v1::*;
+use proto::{AUTH_GUID_HEADER, MAX_GRPC_MESSAGE};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::config::STORE_RETRY_BUDGET;
+
+type Guid = MetadataValue<tonic::metadata::Ascii>;
+type Inner = RpcClient<InterceptedService<Channel, GuidStamp>>;
+
+#[derive(Clone)]
+pub struct GuidStamp(Guid);
+
+impl tonic::service::Interceptor for GuidStamp {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        req.metadata_mut().insert(AUTH_GUID_HEADER, self.0.clone());
+        Ok(req)
+    }
+}
+
+/// Identity of one POP3 session towards the store: the holder of a maildrop lease.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub node: String,
+}
+
+impl Session {
+    pub fn new(node: &str) -> Session {
+        Session {
+            id: uuid::Uuid::new_v4().to_string(),
+            node: node.to_string(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct StoreClient {
+    inner: Inner,
+}
+
+/// True when the status means "the store could not be reached or is overloaded", i.e. worth
+/// another try, as opposed to an answer.
+pub fn is_transient(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted
+    ) || (status.code() == Code::Unknown && status.message().contains("transport"))
+}
+
+impl StoreClient {
+    pub fn new(url: &str, auth_guid: &str) -> anyhow::Result<StoreClient> {
+        let channel = Endpoint::from_shared(url.to_string())?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let guid: Guid = auth_guid.parse()?;
+        let inner = RpcClient::with_interceptor(channel, GuidStamp(guid))
+            .max_decoding_message_size(MAX_GRPC_MESSAGE)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE);
+        Ok(StoreClient { inner })
+    }
+
+    fn backoff() -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_millis(800))
+            .with_total_delay(Some(STORE_RETRY_BUDGET))
+            .without_max_times()
+            .with_jitter()
+    }
+
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, Status>
+    where
+        F: Fn(Inner) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let attempt = || f(self.inner.clone());
+        attempt
+            .retry(Self::backoff())
+            .when(is_transient)
+            .notify(|status, wait| {
+                tracing::warn!(error = %status.message(), ?wait, "store unreachable, retrying");
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// One try, no retry: used at start-up where the caller loops itself.
+    pub async fn hello_once(&self, node_name: &str) -> Result<HelloReply, Status> {
+        let req = HelloRequest {
+            node_name: node_name.to_string(),
+        };
+        self.inner.clone().hello(req).await.map(|r| r.into_inner())
+    }
+
+    pub async fn check_recipient(
+        &self,
+        address: &str,
+        size: u64,
+    ) -> Result<CheckRecipientReply, Status> {
+        self.call(|mut c| {
+            let req = CheckRecipientRequest {
+                address: address.to_string(),
+                size,
+            };
+            async move { c.check_recipient(req).await }
+        })
+        .await
+    }
+
+    pub async fn deliver(&self, req: DeliverRequest) -> Result<DeliverReply, Status> {
+        self.call(|mut c| {
+            let req = req.clone();
+            async move { c.deliver(req).await }
+        })
+        .await
+    }
+
+    pub async fn open_maildrop(
+        &self,
+        user: &str,
+        password: &str,
+        session: &Session,
+    ) -> Result<OpenMaildropReply, Status> {
+        self.call(|mut c| {
+            let req = OpenMaildropRequest {
+                user: user.to_string(),
+                password: password.to_string(),
+                session_id: session.id.clone(),
+                node: session.node.clone(),
+            };
+            async move { c.open_maildrop(req).await }
+        })
+        .await
+    }
+
+    pub async fn fetch(&self, mailbox: &str, uidl: &str) -> Result<Vec<u8>, Status> {
+        self.call(|mut c| {
+            let req = FetchMessageRequest {
+                mailbox: mailbox.to_string(),
+                uidl: uidl.to_string(),
+            };
+            async move { c.fetch_message(req).await }
+        })
+        .await
+        .map(|r| r.message)
+    }
+
+    pub async fn commit(
+        &self,
+        mailbox: &str,
+        session: &Session,
+        delete: &[String],
+    ) -> Result<u32, Status> {
+        self.call(|mut c| {
+            let req = CommitMaildropRequest {
+                mailbox: mailbox.to_string(),
+                delete: delete.to_vec(),
+                session_id: session.id.clone(),
+            };
+            async move { c.commit_maildrop(req).await }
+        })
+        .await
+        .map(|r| r.deleted)
+    }
+
+    /// One renewal try; the renewal loop itself is the retry.
+    pub async fn renew(&self, mailbox: &str, session: &Session) -> Result<(), Status> {
+        let req = MaildropSession {
+            mailbox: mailbox.to_string(),
+            session_id: session.id.clone(),
+        };
+        self.inner.clone().renew_maildrop(req).await.map(|_| ())
+    }
+
+    pub async fn close(&self, mailbox: &str, session: &Session) -> Result<(), Status> {
+        self.call(|mut c| {
+            let req = MaildropSession {
+                mailbox: mailbox.to_string(),
+                session_id: session.id.clone(),
+            };
+            async move { c.close_maildrop(req).await }
+        })
+        .await
+        .map(|_| ())
+    }
+}

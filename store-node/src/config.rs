@@ -1,0 +1,56 @@
+//! `mailroot-store` configuration: flags with `MAILROOT_*` environment fallbacks.
+
+use clap::Parser;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+pub const DEFAULT_DATA: &str = "./mailroot-data";
+/// How long a POP3 maildrop lease lives without renewal (front-ends renew at a third of it).
+pub const DEFAULT_LEASE_TTL_SECS: f64 = 30.0;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "mailroot-store", version, about = "mailroot store node")]
+pub struct StoreConfig {
+    /// Address to serve gRPC on (port 0 picks a free port; the chosen one is printed).
+    #[arg(long, env = "MAILROOT_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Data location: a local directory.
+    #[arg(long, env = "MAILROOT_DATA", default_value = DEFAULT_DATA)]
+    pub data: String,
+    /// The cluster's auth GUID; every front-end must present the same one.
+    #[arg(long, env = "MAILROOT_AUTH_GUID")]
+    pub auth_guid: String,
+    /// Token that `mailrootctl` must present for administrative calls.
+    #[arg(long, env = "MAILROOT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// Seconds a POP3 maildrop lease lives without renewal; a dead front-end's sessions free
+    /// their mailboxes after this long.
+    #[arg(long, env = "MAILROOT_LEASE_TTL", default_value_t = DEFAULT_LEASE_TTL_SECS)]
+    pub lease_ttl: f64,
+}
+
+impl StoreConfig {
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.lease_ttl)
+    }
+
+    /// Start-up validation; the error names the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if uuid::Uuid::parse_str(&self.auth_guid).is_err() {
+            return Err(format!(
+                "--auth-guid: {:?} is not a GUID (e.g. {})",
+                self.auth_guid,
+                uuid::Uuid::new_v4()
+            ));
+        }
+        if self.admin_token.len() < 16 {
+            return Err("--admin-token: must be at least 16 characters".into());
+        }
+        if !(0.5..=3600.0).contains(&self.lease_ttl) {
+            return Err("--lease-ttl: must be between 0.5 and 3600 seconds".into());
+        }
+        if self.data.is_empty() {
+            return Err("--data: must not be empty".into());
+        }
+        Ok(())
+    }
+}

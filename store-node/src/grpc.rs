@@ -1,0 +1,303 @@
+//! The gRPC face of the store: request validation, the auth GUID and admin token checks, and
+//! the translation between proto types and `Store` calls. No storage logic lives here.
+
+use proto::v1::admin_server::{Admin, AdminServer};
+use proto::v1::store_server::{Store as StoreRpc, StoreServer};
+use proto::v1::*;
+use proto::{AUTH_GUID_HEADER, MAX_GRPC_MESSAGE};
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status};
+
+use crate::store::{Recipient, Store};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// Builds both services with their access checks.
+pub fn services(
+    store: Store,
+    auth_guid: String,
+    admin_token: String,
+    store_id: String,
+) -> (
+    InterceptedService<StoreServer<StoreService>, impl tonic::service::Interceptor + Clone>,
+    InterceptedService<AdminServer<AdminService>, impl tonic::service::Interceptor + Clone>,
+) {
+    let front = StoreServer::new(StoreService {
+        store: store.clone(),
+        store_id,
+    })
+    .max_decoding_message_size(MAX_GRPC_MESSAGE)
+    .max_encoding_message_size(MAX_GRPC_MESSAGE);
+    let admin = AdminServer::new(AdminService { store });
+    let guid_check = move |req: Request<()>| -> Result<Request<()>, Status> {
+        match req.metadata().get(AUTH_GUID_HEADER).map(|v| v.as_bytes()) {
+            Some(given) if constant_time_eq(given, auth_guid.as_bytes()) => Ok(req),
+            Some(_) => Err(Status::unauthenticated(
+                "auth GUID mismatch: this node does not belong to the cluster",
+            )),
+            None => Err(Status::unauthenticated("auth GUID missing")),
+        }
+    };
+    let expected = format!("Bearer {admin_token}");
+    let token_check = move |req: Request<()>| -> Result<Request<()>, Status> {
+        match req.metadata().get("authorization").map(|v| v.as_bytes()) {
+            Some(given) if constant_time_eq(given, expected.as_bytes()) => Ok(req),
+            _ => Err(Status::unauthenticated("admin token missing or wrong")),
+        }
+    };
+    (
+        InterceptedService::new(front, guid_check),
+        InterceptedService::new(admin, token_check),
+    )
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub struct StoreService {
+    store: Store,
+    store_id: String,
+}
+
+#[tonic::async_trait]
+impl StoreRpc for StoreService {
+    async fn hello(&self, req: Request<HelloRequest>) -> Reply<HelloReply> {
+        tracing::info!(node = %req.get_ref().node_name, "front-end connected");
+        Ok(Response::new(HelloReply {
+            store_id: self.store_id.clone(),
+        }))
+    }
+
+    async fn check_recipient(
+        &self,
+        req: Request<CheckRecipientRequest>,
+    ) -> Reply<CheckRecipientReply> {
+        let req = req.into_inner();
+        let (status, mailboxes) =
+            recipient_status(self.store.check_recipient(&req.address, req.size));
+        Ok(Response::new(CheckRecipientReply {
+            status: status as i32,
+            mailboxes,
+        }))
+    }
+
+    async fn deliver(&self, req: Request<DeliverRequest>) -> Reply<DeliverReply> {
+        let req = req.into_inner();
+        let outcomes = self
+            .store
+            .deliver(&req.delivery_id, &req.recipients, req.message.into())
+            .await?;
+        let results: Vec<RecipientResult> = outcomes
+            .into_iter()
+            .map(|o| RecipientResult {
+                recipient: o.recipient,
+                status: recipient_status(o.status).0 as i32,
+                failed_mailboxes: o.failed,
+                stored_mailboxes: o.stored,
+            })
+            .collect();
+        tracing::info!(id = %req.delivery_id, from = %req.mail_from, results = ?results.iter().map(|r| (&r.recipient, r.status)).collect::<Vec<_>>(), "delivered");
+        Ok(Response::new(DeliverReply { results }))
+    }
+
+    async fn open_maildrop(&self, req: Request<OpenMaildropRequest>) -> Reply<OpenMaildropReply> {
+        let req = req.into_inner();
+        let (addr, messages) = self
+            .store
+            .open_maildrop(&req.user, &req.password, &req.session_id, &req.node)
+            .await?;
+        Ok(Response::new(OpenMaildropReply {
+            mailbox: addr.to_string(),
+            messages: messages
+                .into_iter()
+                .map(|m| MessageInfo {
+                    uidl: m.uidl,
+                    size: m.size,
+                })
+                .collect(),
+            lease_ttl_ms: self.store.lease_ttl().as_millis() as u64,
+        }))
+    }
+
+    async fn fetch_message(&self, req: Request<FetchMessageRequest>) -> Reply<FetchMessageReply> {
+        let req = req.into_inner();
+        let message = self.store.fetch(&req.mailbox, &req.uidl).await?;
+        Ok(Response::new(FetchMessageReply {
+            message: message.to_vec(),
+        }))
+    }
+
+    async fn commit_maildrop(
+        &self,
+        req: Request<CommitMaildropRequest>,
+    ) -> Reply<CommitMaildropReply> {
+        let req = req.into_inner();
+        let deleted = self
+            .store
+            .commit(&req.mailbox, &req.session_id, &req.delete)
+            .await?;
+        Ok(Response::new(CommitMaildropReply { deleted }))
+    }
+
+    async fn renew_maildrop(&self, req: Request<MaildropSession>) -> Reply<RenewMaildropReply> {
+        let req = req.into_inner();
+        self.store.renew(&req.mailbox, &req.session_id)?;
+        Ok(Response::new(RenewMaildropReply {}))
+    }
+
+    async fn close_maildrop(&self, req: Request<MaildropSession>) -> Reply<Empty> {
+        let req = req.into_inner();
+        self.store.close(&req.mailbox, &req.session_id)?;
+        Ok(Response::new(Empty {}))
+    }
+}
+
+fn recipient_status(r: Recipient) -> (RecipientStatus, Vec<String>) {
+    match r {
+        Recipient::Mailboxes(m) => (
+            RecipientStatus::Accept,
+            m.into_iter().map(|a| a.to_string()).collect(),
+        ),
+        Recipient::UnknownUser => (RecipientStatus::UnknownUser, vec![]),
+        Recipient::RelayDenied => (RecipientStatus::RelayDenied, vec![]),
+        Recipient::MailboxFull => (RecipientStatus::MailboxFull, vec![]),
+        Recipient::TooBig => (RecipientStatus::TooBig, vec![]),
+    }
+}
+
+pub struct AdminService {
+    store: Store,
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn add_domain(&self, req: Request<DomainRequest>) -> Reply<Empty> {
+        let name = self.store.add_domain(&req.get_ref().domain).await?;
+        tracing::info!(domain = %name, "domain added");
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn delete_domain(&self, req: Request<DeleteDomainRequest>) -> Reply<Empty> {
+        let req = req.into_inner();
+        self.store.delete_domain(&req.domain, req.force).await?;
+        tracing::info!(domain = %req.domain, "domain deleted");
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn list_domains(&self, _req: Request<Empty>) -> Reply<ListDomainsReply> {
+        Ok(Response::new(ListDomainsReply {
+            domains: self.store.list_domains(),
+        }))
+    }
+
+    async fn add_mailbox(&self, req: Request<MailboxRequest>) -> Reply<Empty> {
+        let req = req.into_inner();
+        let addr = self.store.add_mailbox(&req.address, &req.password).await?;
+        tracing::info!(mailbox = %addr, "mailbox added");
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn delete_mailbox(&self, req: Request<AddressRequest>) -> Reply<Empty> {
+        self.store.delete_mailbox(&req.get_ref().address).await?;
+        tracing::info!(mailbox = %req.get_ref().address, "mailbox deleted");
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn list_mailboxes(
+        &self,
+        req: Request<ListMailboxesRequest>,
+    ) -> Reply<ListMailboxesReply> {
+        let addresses = self
+            .store
+            .list_mailboxes(non_empty(&req.get_ref().domain))?;
+        Ok(Response::new(ListMailboxesReply { addresses }))
+    }
+
+    async fn set_password(&self, req: Request<MailboxRequest>) -> Reply<Empty> {
+        let req = req.into_inner();
+        self.store.set_password(&req.address, &req.password).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn stat(&self, req: Request<StatRequest>) -> Reply<StatReply> {
+        let stats = self.store.stat(non_empty(&req.get_ref().address))?;
+        Ok(Response::new(StatReply {
+            mailboxes: stats
+                .into_iter()
+                .map(|s| {
+                    let (node, session, age) = s.session.unwrap_or_default();
+                    proto::v1::MailboxStat {
+                        address: s.address,
+                        messages: s.messages,
+                        bytes: s.bytes,
+                        locked: s.locked,
+                        quota: s.quota.unwrap_or(0),
+                        session_node: node,
+                        session_id: session,
+                        session_age_ms: age.as_millis() as u64,
+                    }
+                })
+                .collect(),
+        }))
+    }
+
+    async fn set_quota(&self, req: Request<SetQuotaRequest>) -> Reply<Empty> {
+        let req = req.into_inner();
+        let limit = (req.bytes > 0).then_some(req.bytes);
+        self.store.set_quota(&req.target, req.domain, limit).await?;
+        tracing::info!(target = %req.target, domain = req.domain, ?limit, "quota set");
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn show_quota(&self, req: Request<ShowQuotaRequest>) -> Reply<ShowQuotaReply> {
+        let req = req.into_inner();
+        let (limit, used) = self.store.show_quota(&req.target, req.domain)?;
+        Ok(Response::new(ShowQuotaReply {
+            target: req.target,
+            limit: limit.unwrap_or(0),
+            used,
+        }))
+    }
+
+    async fn add_alias(&self, req: Request<AliasRequest>) -> Reply<Empty> {
+        let req = req.into_inner();
+        self.store.add_alias(&req.alias, &req.targets).await?;
+        tracing::info!(alias = %req.alias, targets = ?req.targets, "alias added");
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn delete_alias(&self, req: Request<AddressRequest>) -> Reply<Empty> {
+        self.store.delete_alias(&req.get_ref().address).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn list_aliases(&self, req: Request<ListMailboxesRequest>) -> Reply<ListAliasesReply> {
+        let aliases = self
+            .store
+            .list_aliases(non_empty(&req.get_ref().domain))?
+            .into_iter()
+            .map(|(alias, targets)| Alias { alias, targets })
+            .collect();
+        Ok(Response::new(ListAliasesReply { aliases }))
+    }
+
+    async fn set_lock(&self, req: Request<SetLockRequest>) -> Reply<Empty> {
+        let req = req.into_inner();
+        self.store
+            .set_lock(&req.target, req.domain, req.locked)
+            .await?;
+        tracing::info!(target = %req.target, domain = req.domain, locked = req.locked, "lock changed");
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn break_session(&self, req: Request<AddressRequest>) -> Reply<Empty> {
+        let broke = self.store.break_session(&req.get_ref().address)?;
+        tracing::info!(mailbox = %req.get_ref().address, broke, "maildrop session broken by admin");
+        Ok(Response::new(Empty {}))
+    }
+}

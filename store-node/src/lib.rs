@@ -1,0 +1,55 @@
+//! The mailroot store node: the one owner of every mailbox in the cluster.
+//!
+//! # Layout
+//! - `config.rs`   — command-line/env configuration (`StoreConfig`), validated at start-up.
+//! - `names.rs`    — name rules for domains, mailboxes and addresses.
+//! - `objects.rs`  — the object layout on `object_store` and the fsync/crash-safety rules.
+//! - `password.rs` — Argon2id hashing keyed with the cluster auth GUID.
+//! - `store.rs`    — the in-memory index over the objects and every store operation.
+//! - `grpc.rs`     — the gRPC services, the auth GUID / admin token checks.
+//! - `error.rs`    — `StoreError` and its single mapping to gRPC statuses.
+//!
+//! Front-ends hold no mail state; everything they show a client comes from here.
+
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod names;
+pub mod objects;
+pub mod password;
+pub mod store;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use config::StoreConfig;
+pub use error::StoreError;
+
+/// Opens the data directory, rebuilds the index and serves gRPC on `listener` until `shutdown`.
+pub async fn run(
+    config: StoreConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let objects = objects::Objects::open(&config.data, objects::Durability::GroupCommit)?;
+    let store = store::Store::open(objects, &config.auth_guid, config.lease_ttl()).await?;
+    let store_id = uuid::Uuid::now_v7().to_string();
+    let (front, admin) = grpc::services(
+        store,
+        config.auth_guid.clone(),
+        config.admin_token.clone(),
+        store_id,
+    );
+    let addr = listener.local_addr()?;
+    // Machine-readable readiness line for scripts and the test harness (stdout).
+    println!("MAILROOT_READY store={addr}");
+    tracing::info!(%addr, data = %config.data, "store node listening");
+    tonic::transport::Server::builder()
+        .add_service(front)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,30 @@
+use clap::Parser;
+use mailroot_store::StoreConfig;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = StoreConfig::parse();
+    if let Err(e) = config.validate() {
+        eprintln!("mailroot-store: {e}");
+        std::process::exit(2);
+    }
+    let listener = match tokio::net::TcpListener::bind(&config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mailroot-store: --listen {}: {e}", config.listen);
+            std::process::exit(2);
+        }
+    };
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(e) = mailroot_store::run(config, listener, shutdown).await {
+        eprintln!("mailroot-store: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs ALL mailroot tests on a fresh machine: installs the mail clients the tests drive
+# (Debian packages), checks formatting and lints, builds the real binaries, runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real mail clients used by the integration tests.
+packages=(swaks curl mpop)
+missing=()
+for p in "${packages[@]}"; do
+    command -v "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing test clients: ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "==> building binaries"
+cargo build --workspace --bins
+echo "==> cargo test"
+MAILROOT_REQUIRE_CLIENTS=1 cargo test --workspace
