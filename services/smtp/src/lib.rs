@@ -1,0 +1,125 @@
+//! Sans-io SMTP server session (RFC 5321) with SIZE (RFC 1870), PIPELINING (RFC 2920),
+//! 8BITMIME (RFC 6152) and ENHANCEDSTATUSCODES (RFC 2034, RFC 3463).
+//!
+//! # What this crate owns
+//! The SMTP conversation with one client: line framing and length limits, command parsing
+//! (via Stalwart's `smtp-proto` parser), the HELO → MAIL → RCPT → DATA state machine, the
+//! strict DATA receiver (only `<CRLF>.<CRLF>` ends a message, bare CR/LF/NUL are refused) and
+//! every reply text. Bytes go in through [`Session::feed`]; [`Session::poll`] hands out
+//! [`Action`]s: bytes to write, a recipient to check, a message to deliver, or close.
+//!
+//! # What it must not do
+//! No sockets, no tokio, no clock, no store access and no panics on any input: the tokio
+//! driver in `services/frontend` owns I/O, timeouts, TLS and the store client, and answers
+//! [`Action::CheckRecipient`] / [`Action::Deliver`] with [`Session::rcpt_done`] /
+//! [`Session::deliver_done`]. AUTH, STARTTLS and BDAT are not implemented (and not
+//! advertised) yet.
+//!
+//! # Layout
+//! - `reply.rs`: every reply the server can send (the one place for wire texts).
+//! - `command.rs`: one command line → verb + parsed arguments (uses `smtp-proto`).
+//! - `data.rs`: the DATA receiver (end-of-data detection, dot-unstuffing, limits).
+//! - `session.rs`: [`Session`], input buffering, line framing and the state machine.
+
+mod command;
+mod data;
+mod reply;
+mod session;
+
+pub use session::Session;
+
+/// Default for [`Config::max_message_size`], advertised with `SIZE` (RFC 1870).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 25 * 1024 * 1024;
+/// Default for [`Config::max_recipients`] (RFC 5321 4.5.3.1.8 requires at least 100).
+pub const DEFAULT_MAX_RECIPIENTS: usize = 100;
+/// Longest command or text line, in octets including the CRLF
+/// (RFC 5321 4.5.3.1.4 and 4.5.3.1.6).
+pub const MAX_LINE: usize = 1000;
+/// Consecutive error replies (4xx/5xx) after which the session replies 421 and closes.
+pub const MAX_CONSECUTIVE_ERRORS: usize = 20;
+/// Default banner text after `220 <hostname> `; deliberately names no product or version.
+pub const DEFAULT_GREETING: &str = "ESMTP ready";
+
+/// Per-listener settings for a [`Session`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Used in the banner, the EHLO/HELO reply and the 221 reply.
+    pub hostname: String,
+    /// Banner text after `220 <hostname> `.
+    pub greeting: String,
+    /// Largest accepted message (content after dot-unstuffing), advertised in `SIZE`.
+    pub max_message_size: usize,
+    /// Most accepted recipients per transaction.
+    pub max_recipients: usize,
+}
+
+impl Config {
+    /// A config with the given hostname and defaults for everything else.
+    pub fn new(hostname: impl Into<String>) -> Self {
+        Config {
+            hostname: hostname.into(),
+            greeting: DEFAULT_GREETING.to_string(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_recipients: DEFAULT_MAX_RECIPIENTS,
+        }
+    }
+}
+
+/// The envelope of one mail transaction (RFC 5321 2.3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// EHLO/HELO argument.
+    pub helo: String,
+    /// Reverse-path without `<>`; `""` for the null sender `<>`.
+    pub mail_from: String,
+    /// Accepted forward-paths without `<>`, in the order they were accepted.
+    pub recipients: Vec<String>,
+    /// `MAIL FROM ... SIZE=` (RFC 1870), if given.
+    pub declared_size: Option<u64>,
+}
+
+/// The driver's answer to [`Action::CheckRecipient`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptVerdict {
+    Accept,
+    UnknownUser,
+    RelayDenied,
+    MailboxFull,
+    /// Larger than the recipient's quota itself: it can never fit (552 5.3.4).
+    TooBig,
+    TempFailure,
+}
+
+/// The driver's answer to [`Action::Deliver`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliverVerdict {
+    Stored {
+        id: String,
+    },
+    MailboxFull,
+    /// Larger than every recipient's quota (552 5.3.4).
+    TooBig,
+    TempFailure,
+    Rejected(String),
+}
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write these bytes to the client.
+    Send(Vec<u8>),
+    /// RCPT TO: check the address, then call [`Session::rcpt_done`].
+    CheckRecipient {
+        address: String,
+        /// `MAIL FROM ... SIZE=` of this transaction, so quotas can refuse early (RFC 1870).
+        declared_size: Option<u64>,
+    },
+    /// End of DATA: `message` is the dot-unstuffed content with CRLF line endings, without the
+    /// terminating `.\r\n`. Store it, then call [`Session::deliver_done`].
+    Deliver {
+        envelope: Envelope,
+        message: Vec<u8>,
+    },
+    /// Flush what was sent and close the connection (after 221, or 421).
+    Close,
+}

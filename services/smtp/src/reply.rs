@@ -1,0 +1,214 @@
+//! Every reply the server sends, in one place (RFC 5321 4.2, enhanced codes RFC 3463).
+//!
+//! Text that comes from outside (addresses, queue ids, rejection texts, the configured
+//! hostname) is sanitised so it can never inject CR/LF into the reply stream.
+
+/// Longest piece of foreign text put into a reply; keeps reply lines far below the
+/// 512-octet limit of RFC 5321 4.5.3.1.5.
+const MAX_FOREIGN_TEXT: usize = 300;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reply {
+    Greeting {
+        hostname: String,
+        greeting: String,
+    },
+    Ehlo {
+        hostname: String,
+        max_size: usize,
+    },
+    Helo {
+        hostname: String,
+    },
+    /// RSET, NOOP.
+    Ok,
+    MailOk,
+    RcptOk,
+    StartData,
+    Queued {
+        id: String,
+    },
+    Closing {
+        hostname: String,
+    },
+    Vrfy,
+    Help,
+
+    NeedHelo,
+    NestedMail,
+    NeedMail,
+    NoValidRecipients,
+
+    HelloSyntax,
+    MailSyntax,
+    SenderSyntax,
+    RcptSyntax,
+    DataSyntax,
+    VrfySyntax,
+    UnsupportedMailParam,
+    UnsupportedRcptParam,
+    SizeExceeded,
+    TooManyRecipients,
+
+    UnknownUser {
+        address: String,
+    },
+    RelayDenied {
+        address: String,
+    },
+    RcptMailboxFull {
+        address: String,
+    },
+    RcptTooBig {
+        address: String,
+    },
+    TempFailure,
+    MailboxFull,
+    TooBigForQuota,
+    Rejected {
+        text: String,
+    },
+
+    BareCrLfNul,
+    LineTooLong,
+    NulInCommand,
+    Unrecognized,
+    NotImplemented,
+    TooManyErrors,
+}
+
+impl Reply {
+    /// The reply line(s) without the final CRLF.
+    fn text(&self) -> String {
+        match self {
+            Reply::Greeting { hostname, greeting } => {
+                format!("220 {} {}", clean(hostname), clean(greeting))
+            }
+            // RFC 5321 4.1.1.1: first line is the domain; RFC 1870, 2920, 6152, 2034 keywords.
+            Reply::Ehlo { hostname, max_size } => format!(
+                "250-{}\r\n250-SIZE {max_size}\r\n250-PIPELINING\r\n250-8BITMIME\r\n\
+                 250 ENHANCEDSTATUSCODES",
+                clean(hostname)
+            ),
+            Reply::Helo { hostname } => format!("250 {}", clean(hostname)),
+            Reply::Ok => "250 2.0.0 OK".into(),
+            Reply::MailOk => "250 2.1.0 OK".into(),
+            Reply::RcptOk => "250 2.1.5 OK".into(),
+            Reply::StartData => "354 End data with <CR><LF>.<CR><LF>".into(),
+            Reply::Queued { id } => format!("250 2.0.0 OK queued as {}", clean(id)),
+            Reply::Closing { hostname } => {
+                format!("221 2.0.0 {} closing connection", clean(hostname))
+            }
+            // RFC 5321 3.5.3: 252 when we will not verify but will accept.
+            Reply::Vrfy => {
+                "252 2.5.0 cannot VRFY user, but will accept message and attempt delivery".into()
+            }
+            Reply::Help => {
+                "214 2.0.0 commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT".into()
+            }
+
+            Reply::NeedHelo => "503 5.5.1 send EHLO/HELO first".into(),
+            Reply::NestedMail => "503 5.5.1 nested MAIL command".into(),
+            Reply::NeedMail => "503 5.5.1 need MAIL command first".into(),
+            // RFC 2920 3.1: DATA after all RCPTs failed.
+            Reply::NoValidRecipients => "554 5.5.1 no valid recipients".into(),
+
+            Reply::HelloSyntax => "501 5.5.4 syntax: EHLO/HELO domain".into(),
+            Reply::MailSyntax => {
+                "501 5.5.4 syntax: MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME]".into()
+            }
+            Reply::SenderSyntax => "501 5.1.7 bad sender address syntax".into(),
+            Reply::RcptSyntax => "501 5.1.3 bad recipient address syntax".into(),
+            Reply::DataSyntax => "501 5.5.4 syntax: DATA takes no arguments".into(),
+            Reply::VrfySyntax => "501 5.5.4 syntax: VRFY address".into(),
+            // RFC 5321 4.1.1.11: parameters of extensions we did not advertise.
+            Reply::UnsupportedMailParam => "555 5.5.4 unsupported MAIL FROM parameter".into(),
+            Reply::UnsupportedRcptParam => "555 5.5.4 unsupported RCPT TO parameter".into(),
+            // RFC 1870 6.
+            Reply::SizeExceeded => {
+                "552 5.3.4 message size exceeds fixed maximum message size".into()
+            }
+            // RFC 5321 4.5.3.1.10.
+            Reply::TooManyRecipients => "452 4.5.3 too many recipients".into(),
+
+            Reply::UnknownUser { address } => {
+                format!("550 5.1.1 <{}>: no such user here", clean(address))
+            }
+            Reply::RelayDenied { address } => {
+                format!("550 5.7.1 <{}>: relay access denied", clean(address))
+            }
+            Reply::RcptMailboxFull { address } => {
+                format!("552 5.2.2 <{}>: mailbox full", clean(address))
+            }
+            Reply::RcptTooBig { address } => format!(
+                "552 5.3.4 <{}>: message too big for the mailbox quota",
+                clean(address)
+            ),
+            Reply::TempFailure => "451 4.3.0 temporary failure, try again later".into(),
+            Reply::MailboxFull => "552 5.2.2 mailbox full".into(),
+            Reply::TooBigForQuota => "552 5.3.4 message too big for the mailbox quota".into(),
+            Reply::Rejected { text } => format!("554 5.0.0 {}", clean(text)),
+
+            // RFC 5321 2.3.8: CR and LF only as CRLF; smuggling defence.
+            Reply::BareCrLfNul => {
+                "550 5.6.2 bare CR or LF or NUL not allowed in message (RFC 5321 2.3.8)".into()
+            }
+            Reply::LineTooLong => "500 5.5.2 line too long".into(),
+            Reply::NulInCommand => "500 5.5.2 NUL character not allowed in command".into(),
+            Reply::Unrecognized => "500 5.5.1 command unrecognized".into(),
+            Reply::NotImplemented => "502 5.5.1 command not implemented".into(),
+            Reply::TooManyErrors => "421 4.7.0 too many errors".into(),
+        }
+    }
+
+    /// The reply as written to the wire, CRLF-terminated.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut text = self.text().into_bytes();
+        text.extend_from_slice(b"\r\n");
+        text
+    }
+
+    /// Whether this reply counts towards [`crate::MAX_CONSECUTIVE_ERRORS`] (4yz and 5yz).
+    pub(crate) fn is_error(&self) -> bool {
+        // Every text starts with a three-digit code; see `text`.
+        matches!(self.text().as_bytes().first(), Some(b'4' | b'5'))
+    }
+}
+
+/// Foreign text made safe for a reply line: control characters become `?` and the length is
+/// capped (on a char boundary).
+fn clean(text: &str) -> String {
+    text.chars()
+        .take(MAX_FOREIGN_TEXT)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_text_cannot_inject_lines() {
+        let r = Reply::Rejected {
+            text: "no\r\n250 fake".into(),
+        };
+        assert_eq!(r.to_bytes(), b"554 5.0.0 no??250 fake\r\n");
+    }
+
+    #[test]
+    fn foreign_text_is_capped() {
+        let r = Reply::Queued {
+            id: "é".repeat(10_000),
+        };
+        assert!(r.to_bytes().len() < 512 * 2);
+    }
+
+    #[test]
+    fn error_classification() {
+        assert!(Reply::TempFailure.is_error());
+        assert!(Reply::Unrecognized.is_error());
+        assert!(!Reply::StartData.is_error());
+        assert!(!Reply::Ok.is_error());
+    }
+}

@@ -1,0 +1,360 @@
+//! [`Session`]: input buffering, command line framing and the SMTP state machine.
+//!
+//! Invariants the driver relies on:
+//! - output depends only on the byte stream and the verdicts, never on how bytes were
+//!   chunked (each reply is exactly one [`Action::Send`]);
+//! - while a recipient check or delivery is outstanding nothing else is processed, so
+//!   pipelined commands are answered in order (RFC 2920 3.1);
+//! - at most a couple of actions are queued at a time: input is only parsed on demand in
+//!   [`Session::poll`].
+
+use std::collections::VecDeque;
+
+use crate::command::{self, Verb};
+use crate::data::{Outcome, Receiver};
+use crate::reply::Reply;
+use crate::{
+    Action, Config, DeliverVerdict, Envelope, MAX_CONSECUTIVE_ERRORS, MAX_LINE, RcptVerdict,
+};
+
+/// An answer the driver still owes us.
+#[derive(Debug)]
+enum Pending {
+    Rcpt { address: String },
+    Deliver,
+}
+
+/// A mail transaction in progress (RFC 5321 3.3): started by MAIL, ended by the end of DATA,
+/// RSET, EHLO/HELO.
+#[derive(Debug)]
+struct Transaction {
+    mail_from: String,
+    recipients: Vec<String>,
+    declared_size: Option<u64>,
+}
+
+/// One SMTP server conversation. See the crate docs for the driver loop.
+#[derive(Debug)]
+pub struct Session {
+    config: Config,
+    /// Received bytes; `input[read..]` is not yet processed.
+    input: Vec<u8>,
+    read: usize,
+    actions: VecDeque<Action>,
+    helo: Option<String>,
+    transaction: Option<Transaction>,
+    /// `Some` between the 354 and the end of data.
+    data: Option<Receiver>,
+    pending: Option<Pending>,
+    /// Dropping the rest of an over-long command line, through its LF.
+    discarding: bool,
+    errors: usize,
+    closed: bool,
+}
+
+impl Session {
+    pub fn new(config: Config) -> Self {
+        Session {
+            config,
+            input: Vec::new(),
+            read: 0,
+            actions: VecDeque::new(),
+            helo: None,
+            transaction: None,
+            data: None,
+            pending: None,
+            discarding: false,
+            errors: 0,
+            closed: false,
+        }
+    }
+
+    /// The 220 banner to send when the connection opens (RFC 5321 4.2, 3.1).
+    pub fn greeting(&self) -> Vec<u8> {
+        Reply::Greeting {
+            hostname: self.config.hostname.clone(),
+            greeting: self.config.greeting.clone(),
+        }
+        .to_bytes()
+    }
+
+    /// Appends received bytes, in any chunking. Ignored once closed.
+    pub fn feed(&mut self, input: &[u8]) {
+        if self.closed {
+            return;
+        }
+        if self.read > 0 {
+            self.input.drain(..self.read);
+            self.read = 0;
+        }
+        self.input.extend_from_slice(input);
+    }
+
+    /// Received bytes not yet processed (for back-pressure in the driver while an answer is
+    /// outstanding).
+    pub fn buffered_len(&self) -> usize {
+        self.input.len() - self.read
+    }
+
+    /// The next action, or `None` when more input is needed, an answer is outstanding, or the
+    /// session is closed.
+    pub fn poll(&mut self) -> Option<Action> {
+        loop {
+            if let Some(action) = self.actions.pop_front() {
+                return Some(action);
+            }
+            if self.closed || self.pending.is_some() || !self.step() {
+                return None;
+            }
+        }
+    }
+
+    /// The answer to [`Action::CheckRecipient`]; ignored if none is outstanding.
+    pub fn rcpt_done(&mut self, verdict: RcptVerdict) {
+        if self.closed || !matches!(self.pending, Some(Pending::Rcpt { .. })) {
+            return;
+        }
+        let Some(Pending::Rcpt { address }) = self.pending.take() else {
+            return;
+        };
+        let reply = match verdict {
+            RcptVerdict::Accept => {
+                if let Some(transaction) = self.transaction.as_mut() {
+                    transaction.recipients.push(address);
+                }
+                Reply::RcptOk
+            }
+            RcptVerdict::UnknownUser => Reply::UnknownUser { address },
+            RcptVerdict::RelayDenied => Reply::RelayDenied { address },
+            RcptVerdict::MailboxFull => Reply::RcptMailboxFull { address },
+            RcptVerdict::TooBig => Reply::RcptTooBig { address },
+            RcptVerdict::TempFailure => Reply::TempFailure,
+        };
+        self.reply(reply);
+    }
+
+    /// The answer to [`Action::Deliver`]; ignored if none is outstanding.
+    pub fn deliver_done(&mut self, verdict: DeliverVerdict) {
+        if self.closed || !matches!(self.pending, Some(Pending::Deliver)) {
+            return;
+        }
+        self.pending = None;
+        let reply = match verdict {
+            DeliverVerdict::Stored { id } => Reply::Queued { id },
+            DeliverVerdict::MailboxFull => Reply::MailboxFull,
+            DeliverVerdict::TooBig => Reply::TooBigForQuota,
+            DeliverVerdict::TempFailure => Reply::TempFailure,
+            DeliverVerdict::Rejected(text) => Reply::Rejected { text },
+        };
+        self.reply(reply);
+    }
+
+    /// True once [`Action::Close`] has been queued.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Queues one reply and enforces the consecutive-error limit.
+    fn reply(&mut self, reply: Reply) {
+        if reply.is_error() {
+            self.errors += 1;
+        } else {
+            self.errors = 0;
+        }
+        self.actions.push_back(Action::Send(reply.to_bytes()));
+        if self.errors >= MAX_CONSECUTIVE_ERRORS {
+            self.actions
+                .push_back(Action::Send(Reply::TooManyErrors.to_bytes()));
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        self.actions.push_back(Action::Close);
+        self.closed = true;
+        self.input = Vec::new();
+        self.read = 0;
+        self.data = None;
+        self.pending = None;
+    }
+
+    /// Processes one unit of input (a command line, a discarded stretch, or DATA bytes).
+    /// Returns false when nothing could be done without more input.
+    fn step(&mut self) -> bool {
+        let unread = &self.input[self.read..];
+        if unread.is_empty() {
+            return false;
+        }
+
+        if let Some(receiver) = self.data.as_mut() {
+            let (consumed, outcome) = receiver.ingest(unread);
+            self.read += consumed;
+            if let Some(outcome) = outcome {
+                self.data = None;
+                self.end_of_data(outcome);
+            }
+            return true;
+        }
+
+        let lf = unread.iter().position(|&b| b == b'\n');
+        if self.discarding {
+            match lf {
+                Some(i) => {
+                    self.read += i + 1;
+                    self.discarding = false;
+                }
+                None => self.read = self.input.len(),
+            }
+            return true;
+        }
+
+        match lf {
+            // RFC 5321 4.5.3.1.4: 1000 octets including the line ending (as received).
+            Some(i) if i + 1 > MAX_LINE => {
+                self.read += i + 1;
+                self.reply(Reply::LineTooLong);
+            }
+            Some(i) => {
+                // A bare LF is tolerated as a command line ending (never in DATA).
+                let mut line = &unread[..i];
+                if let Some(stripped) = line.strip_suffix(b"\r") {
+                    line = stripped;
+                }
+                let line = line.to_vec();
+                self.read += i + 1;
+                self.command(&line);
+            }
+            // Cannot become a legal line any more: refuse now, drop the rest later.
+            None if unread.len() >= MAX_LINE => {
+                self.read = self.input.len();
+                self.discarding = true;
+                self.reply(Reply::LineTooLong);
+            }
+            None => return false,
+        }
+        true
+    }
+
+    fn end_of_data(&mut self, outcome: Outcome) {
+        // RFC 5321 4.1.1.4: the transaction ends with DATA whatever the result.
+        let transaction = self.transaction.take();
+        match (outcome, transaction) {
+            (Outcome::Message(message), Some(transaction)) => {
+                let envelope = Envelope {
+                    helo: self.helo.clone().unwrap_or_default(),
+                    mail_from: transaction.mail_from,
+                    recipients: transaction.recipients,
+                    declared_size: transaction.declared_size,
+                };
+                self.pending = Some(Pending::Deliver);
+                self.actions
+                    .push_back(Action::Deliver { envelope, message });
+            }
+            (Outcome::Refuse(reply), _) => self.reply(reply),
+            // DATA is only entered with a transaction; stay safe if that ever breaks.
+            (Outcome::Message(_), None) => self.reply(Reply::NeedMail),
+        }
+    }
+
+    fn command(&mut self, line: &[u8]) {
+        if line.contains(&0) {
+            self.reply(Reply::NulInCommand);
+            return;
+        }
+        let (verb, args) = command::verb(line);
+        match verb {
+            Verb::Ehlo | Verb::Helo => match command::parse_hello(line) {
+                Ok(host) => {
+                    // RFC 5321 4.1.4: EHLO/HELO resets like RSET.
+                    self.helo = Some(host);
+                    self.transaction = None;
+                    let hostname = self.config.hostname.clone();
+                    self.reply(if verb == Verb::Ehlo {
+                        Reply::Ehlo {
+                            hostname,
+                            max_size: self.config.max_message_size,
+                        }
+                    } else {
+                        Reply::Helo { hostname }
+                    });
+                }
+                Err(reply) => self.reply(reply),
+            },
+            Verb::Mail => {
+                if self.helo.is_none() {
+                    return self.reply(Reply::NeedHelo);
+                }
+                if self.transaction.is_some() {
+                    return self.reply(Reply::NestedMail);
+                }
+                match command::parse_mail(line, args) {
+                    // RFC 1870 6.1: refuse a declared size we would refuse anyway.
+                    Ok(mail)
+                        if mail
+                            .size
+                            .is_some_and(|n| n > self.config.max_message_size as u64) =>
+                    {
+                        self.reply(Reply::SizeExceeded)
+                    }
+                    Ok(mail) => {
+                        self.transaction = Some(Transaction {
+                            mail_from: mail.from,
+                            recipients: Vec::new(),
+                            declared_size: mail.size,
+                        });
+                        self.reply(Reply::MailOk);
+                    }
+                    Err(reply) => self.reply(reply),
+                }
+            }
+            Verb::Rcpt => {
+                let Some(transaction) = self.transaction.as_ref() else {
+                    return self.reply(Reply::NeedMail);
+                };
+                let full = transaction.recipients.len() >= self.config.max_recipients;
+                match command::parse_rcpt(line, args) {
+                    // RFC 5321 4.5.3.1.10: 452 for too many recipients.
+                    Ok(_) if full => self.reply(Reply::TooManyRecipients),
+                    Ok(address) => {
+                        self.actions.push_back(Action::CheckRecipient {
+                            address: address.clone(),
+                            declared_size: transaction.declared_size,
+                        });
+                        self.pending = Some(Pending::Rcpt { address });
+                    }
+                    Err(reply) => self.reply(reply),
+                }
+            }
+            Verb::Data => {
+                if !command::is_blank(args) {
+                    return self.reply(Reply::DataSyntax);
+                }
+                match self.transaction.as_ref() {
+                    None => self.reply(Reply::NeedMail),
+                    Some(t) if t.recipients.is_empty() => self.reply(Reply::NoValidRecipients),
+                    Some(_) => {
+                        self.data = Some(Receiver::new(self.config.max_message_size));
+                        self.reply(Reply::StartData);
+                    }
+                }
+            }
+            Verb::Rset => {
+                self.transaction = None;
+                self.reply(Reply::Ok);
+            }
+            Verb::Noop => self.reply(Reply::Ok),
+            Verb::Quit => {
+                let hostname = self.config.hostname.clone();
+                self.reply(Reply::Closing { hostname });
+                if !self.closed {
+                    self.close();
+                }
+            }
+            Verb::Vrfy if command::is_blank(args) => self.reply(Reply::VrfySyntax),
+            Verb::Vrfy => self.reply(Reply::Vrfy),
+            Verb::Help => self.reply(Reply::Help),
+            Verb::NotImplemented => self.reply(Reply::NotImplemented),
+            Verb::Unknown => self.reply(Reply::Unrecognized),
+        }
+    }
+}
