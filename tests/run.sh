@@ -18,6 +18,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# A real S3-compatible server for the store's S3 backend tests.
+if ! command -v s3s-fs >/dev/null 2>&1; then
+    echo "==> installing s3s-fs"
+    cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
@@ -25,4 +31,4 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "==> building binaries"
 cargo build --workspace --bins
 echo "==> cargo test"
-MAILROOT_REQUIRE_CLIENTS=1 cargo test --workspace
+MAILROOT_REQUIRE_CLIENTS=1 MAILROOT_REQUIRE_S3=1 cargo test --workspace

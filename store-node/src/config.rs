@@ -6,6 +6,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 pub const DEFAULT_DATA: &str = "./mailroot-data";
 /// How long a POP3 maildrop lease lives without renewal (front-ends renew at a third of it).
 pub const DEFAULT_LEASE_TTL_SECS: f64 = 30.0;
+pub const DEFAULT_LOGIN_DELAY_MS: u64 = 250;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mailroot-store", version, about = "mailroot store node")]
@@ -26,6 +27,9 @@ pub struct StoreConfig {
     /// their mailboxes after this long.
     #[arg(long, env = "MAILROOT_LEASE_TTL", default_value_t = DEFAULT_LEASE_TTL_SECS)]
     pub lease_ttl: f64,
+    /// Base delay (ms) of the growing delay after failed logins (cluster-wide throttling).
+    #[arg(long, env = "MAILROOT_LOGIN_DELAY_MS", default_value_t = DEFAULT_LOGIN_DELAY_MS)]
+    pub login_delay_ms: u64,
 }
 
 impl StoreConfig {

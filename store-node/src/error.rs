@@ -31,6 +31,8 @@ pub enum StoreError {
     InUse(String),
     #[error("the maildrop lease of {0} was lost")]
     LeaseLost(String),
+    #[error("too many failed logins; try again later")]
+    Throttled,
     #[error("alias {0} already exists")]
     AliasExists(String),
     #[error("unknown alias {0}")]
@@ -61,6 +63,7 @@ impl StoreError {
             StoreError::BadCredentials => "bad-credentials",
             StoreError::NoSuchMessage(_) => "no-such-message",
             StoreError::Locked(_) => "locked",
+            StoreError::Throttled => "throttled",
             StoreError::InUse(_) => "in-use",
             StoreError::LeaseLost(_) => "lease-lost",
             StoreError::AliasExists(_) => "alias-exists",
@@ -86,6 +89,8 @@ impl StoreError {
             | StoreError::InUse(_)
             | StoreError::LeaseLost(_) => Code::FailedPrecondition,
             StoreError::Locked(_) => Code::PermissionDenied,
+            // Not Unavailable/ResourceExhausted: front-ends must not retry it.
+            StoreError::Throttled => Code::FailedPrecondition,
             StoreError::InvalidName { .. } | StoreError::InvalidArgument(_) => {
                 Code::InvalidArgument
             }

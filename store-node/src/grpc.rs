@@ -5,6 +5,7 @@ use proto::v1::admin_server::{Admin, AdminServer};
 use proto::v1::store_server::{Store as StoreRpc, StoreServer};
 use proto::v1::*;
 use proto::{AUTH_GUID_HEADER, MAX_GRPC_MESSAGE};
+use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
@@ -105,7 +106,13 @@ impl StoreRpc for StoreService {
         let req = req.into_inner();
         let (addr, messages) = self
             .store
-            .open_maildrop(&req.user, &req.password, &req.session_id, &req.node)
+            .open_maildrop(
+                &req.user,
+                &req.password,
+                &req.session_id,
+                &req.node,
+                &req.client_ip,
+            )
             .await?;
         Ok(Response::new(OpenMaildropReply {
             mailbox: addr.to_string(),
@@ -144,6 +151,32 @@ impl StoreRpc for StoreService {
         let req = req.into_inner();
         self.store.renew(&req.mailbox, &req.session_id)?;
         Ok(Response::new(RenewMaildropReply {}))
+    }
+
+    async fn authenticate(&self, req: Request<AuthenticateRequest>) -> Reply<AuthenticateReply> {
+        let req = req.into_inner();
+        let (addr, senders) = self
+            .store
+            .authenticate(&req.user, &req.password, &req.client_ip)
+            .await?;
+        Ok(Response::new(AuthenticateReply {
+            mailbox: addr.to_string(),
+            senders,
+        }))
+    }
+
+    type WatchSettingsStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<Settings, Status>> + Send>>;
+
+    async fn watch_settings(
+        &self,
+        req: Request<WatchSettingsRequest>,
+    ) -> Reply<Self::WatchSettingsStream> {
+        tracing::info!(node = %req.get_ref().node_name, "front-end watches settings");
+        let rx = self.store.settings().subscribe();
+        // The current value first, then every change (a slow watcher sees the latest).
+        let stream = tokio_stream::wrappers::WatchStream::new(rx).map(Ok);
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn close_maildrop(&self, req: Request<MaildropSession>) -> Reply<Empty> {
@@ -293,6 +326,17 @@ impl Admin for AdminService {
             .await?;
         tracing::info!(target = %req.target, domain = req.domain, locked = req.locked, "lock changed");
         Ok(Response::new(Empty {}))
+    }
+
+    async fn set_config(&self, req: Request<SetConfigRequest>) -> Reply<Settings> {
+        let req = req.into_inner();
+        let settings = self.store.set_config(&req.key, &req.value).await?;
+        tracing::info!(key = %req.key, version = settings.version, "setting changed");
+        Ok(Response::new(settings))
+    }
+
+    async fn get_config(&self, _req: Request<Empty>) -> Reply<Settings> {
+        Ok(Response::new(self.store.settings().current()))
     }
 
     async fn break_session(&self, req: Request<AddressRequest>) -> Reply<Empty> {

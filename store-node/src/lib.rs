@@ -6,6 +6,8 @@
 //! - `objects.rs`  — the object layout on `object_store` and the fsync/crash-safety rules.
 //! - `password.rs` — Argon2id hashing keyed with the cluster auth GUID.
 //! - `store.rs`    — the in-memory index over the objects and every store operation.
+//! - `settings.rs` — cluster-wide settings (greeting, require-secure-auth) and their push.
+//! - `throttle.rs` — cluster-wide brute-force throttling of logins.
 //! - `grpc.rs`     — the gRPC services, the auth GUID / admin token checks.
 //! - `error.rs`    — `StoreError` and its single mapping to gRPC statuses.
 //!
@@ -17,7 +19,9 @@ pub mod grpc;
 pub mod names;
 pub mod objects;
 pub mod password;
+pub mod settings;
 pub mod store;
+pub mod throttle;
 
 use std::future::Future;
 
@@ -34,7 +38,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let objects = objects::Objects::open(&config.data, objects::Durability::GroupCommit)?;
-    let store = store::Store::open(objects, &config.auth_guid, config.lease_ttl()).await?;
+    let store = store::Store::open_with(
+        objects,
+        &config.auth_guid,
+        config.lease_ttl(),
+        std::time::Duration::from_millis(config.login_delay_ms),
+    )
+    .await?;
     let store_id = uuid::Uuid::now_v7().to_string();
     let (front, admin) = grpc::services(
         store,

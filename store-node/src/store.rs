@@ -34,6 +34,8 @@ use crate::error::{Result, StoreError};
 use crate::names::{self, Address};
 use crate::objects::{self, MailboxObject, Objects};
 use crate::password::Hasher;
+use crate::settings::SettingsStore;
+use crate::throttle::{self, Throttle};
 
 /// Share of the quota at which a mailbox gets one warning message.
 pub const QUOTA_WARNING_PERCENT: u64 = 90;
@@ -276,6 +278,8 @@ struct Inner {
     state: Mutex<State>,
     admin: tokio::sync::Mutex<()>,
     lease_ttl: Duration,
+    settings: SettingsStore,
+    throttle: Throttle,
     /// Verified against when a login names no mailbox, so that unknown users cost as much
     /// time as wrong passwords (no user-enumeration timing oracle).
     dummy_hash: String,
@@ -285,6 +289,16 @@ impl Store {
     /// Opens the store and rebuilds the index from the objects. Messages whose mailbox has no
     /// metadata (a crash in the middle of `mailbox delete`) are removed here.
     pub async fn open(objects: Objects, auth_guid: &str, lease_ttl: Duration) -> Result<Store> {
+        Store::open_with(objects, auth_guid, lease_ttl, Duration::from_millis(250)).await
+    }
+
+    /// `login_delay`: base of the growing delay after failed logins (see `throttle.rs`).
+    pub async fn open_with(
+        objects: Objects,
+        auth_guid: &str,
+        lease_ttl: Duration,
+        login_delay: Duration,
+    ) -> Result<Store> {
         let hasher = Hasher::new(auth_guid);
         let dummy_hash = hasher.hash(&uuid::Uuid::new_v4().to_string())?;
         let mut state = State::default();
@@ -379,8 +393,11 @@ impl Store {
                 .sum::<usize>(),
             "store index loaded"
         );
+        let settings = SettingsStore::load(&objects).await?;
         Ok(Store {
             inner: Arc::new(Inner {
+                settings,
+                throttle: Throttle::new(login_delay),
                 objects,
                 hasher,
                 state: Mutex::new(state),
@@ -402,6 +419,18 @@ impl Store {
 
     pub fn lease_ttl(&self) -> Duration {
         self.inner.lease_ttl
+    }
+
+    pub fn settings(&self) -> &SettingsStore {
+        &self.inner.settings
+    }
+
+    /// `mailrootctl config set KEY VALUE`: durable first, then pushed to every front-end.
+    pub async fn set_config(&self, key: &str, value: &str) -> Result<proto::v1::Settings> {
+        self.inner
+            .settings
+            .set(&self.inner.objects, key, value)
+            .await
     }
 
     // ---- front-end operations ------------------------------------------------------------
@@ -564,18 +593,19 @@ impl Store {
         }
     }
 
-    /// POP3 login. `user` is a full address or alias, or a bare mailbox name when exactly one
-    /// domain is hosted. An alias logs in with one of its targets' passwords and opens that
-    /// target's maildrop. Grants the maildrop lease to `session`.
-    pub async fn open_maildrop(
+    /// Checks credentials: `user` is a full address or alias, or a bare mailbox name when
+    /// exactly one domain is hosted. An alias logs in with one of its targets' passwords and
+    /// means that target. Failures are throttled cluster-wide per name and client IP.
+    async fn check_credentials(
         &self,
         user: &str,
         password: &str,
-        session: &str,
-        node: &str,
-    ) -> Result<(Address, Vec<MessageInfo>)> {
-        if session.is_empty() {
-            return Err(StoreError::InvalidArgument("no session id".into()));
+        client_ip: &str,
+    ) -> Result<Address> {
+        let keys = throttle::keys(user, client_ip);
+        if self.inner.throttle.check(&keys) == throttle::Verdict::Refuse {
+            tracing::warn!(%user, %client_ip, "login refused: too many failures");
+            return Err(StoreError::Throttled);
         }
         let candidates: Vec<(Address, String)> = {
             let state = self.state();
@@ -589,18 +619,58 @@ impl Store {
                 })
                 .collect()
         };
-        let mut found = None;
         if candidates.is_empty() {
             // Same cost as a real check.
             let _ = self.verify(password, &self.inner.dummy_hash).await;
         }
         for (addr, hash) in candidates {
             if self.verify(password, &hash).await? {
-                found = Some(addr);
-                break;
+                self.inner.throttle.succeeded(&keys[0]);
+                if self.state().is_locked(&addr) {
+                    return Err(StoreError::Locked(addr.to_string()));
+                }
+                return Ok(addr);
             }
         }
-        let addr = found.ok_or(StoreError::BadCredentials)?;
+        let delay = self.inner.throttle.failed(&keys);
+        tracing::info!(%user, %client_ip, ?delay, "login failed");
+        tokio::time::sleep(delay).await;
+        Err(StoreError::BadCredentials)
+    }
+
+    /// SMTP AUTH: the mailbox and every address it may send as (itself and its aliases).
+    pub async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        client_ip: &str,
+    ) -> Result<(Address, Vec<String>)> {
+        let addr = self.check_credentials(user, password, client_ip).await?;
+        let state = self.state();
+        let mut senders = vec![addr.to_string()];
+        senders.extend(
+            state
+                .aliases
+                .iter()
+                .filter(|(_, targets)| targets.contains(&addr))
+                .map(|(alias, _)| alias.to_string()),
+        );
+        Ok((addr, senders))
+    }
+
+    /// POP3 login: checks credentials and grants the maildrop lease to `session`.
+    pub async fn open_maildrop(
+        &self,
+        user: &str,
+        password: &str,
+        session: &str,
+        node: &str,
+        client_ip: &str,
+    ) -> Result<(Address, Vec<MessageInfo>)> {
+        if session.is_empty() {
+            return Err(StoreError::InvalidArgument("no session id".into()));
+        }
+        let addr = self.check_credentials(user, password, client_ip).await?;
         let now = Instant::now();
         let mut state = self.state();
         if state.is_locked(&addr) {

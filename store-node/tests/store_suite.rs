@@ -154,7 +154,7 @@ async fn roundtrip_and_restart(b: &Backend) {
     let store = b.open().await;
     assert_eq!(used(&store, "alice@example.test"), (1, 300));
     let (addr, list) = store
-        .open_maildrop("alice@example.test", "pw-alice@example.test", "s1", "n")
+        .open_maildrop("alice@example.test", "pw-alice@example.test", "s1", "n", "")
         .await
         .unwrap();
     assert_eq!(list.len(), 1);
@@ -207,7 +207,7 @@ async fn concurrent_deliveries_respect_mailbox_quota_exactly(b: &Backend) {
     assert!(bytes <= LIMIT, "usage {bytes} over the limit");
     // Usage equals the sum of stored sizes, also after a restart.
     let (_, list) = store
-        .open_maildrop("alice@example.test", "pw-alice@example.test", "s", "n")
+        .open_maildrop("alice@example.test", "pw-alice@example.test", "s", "n", "")
         .await
         .unwrap();
     assert_eq!(list.iter().map(|m| m.size).sum::<u64>(), bytes);
@@ -288,7 +288,7 @@ async fn quota_warning_is_delivered_once(b: &Backend) {
     }
     // 9000 / 10000 = 90 %: one warning arrived besides the 9 messages.
     let (_, list) = store
-        .open_maildrop("bob@example.test", "pw-bob@example.test", "s", "n")
+        .open_maildrop("bob@example.test", "pw-bob@example.test", "s", "n", "")
         .await
         .unwrap();
     assert_eq!(list.len(), 10);
@@ -332,7 +332,7 @@ async fn aliases(b: &Backend) {
     assert_eq!(used(&store, "carol@other.test").0, 1);
     // Login with the alias name and a target's password opens that target's maildrop.
     let (addr, list) = store
-        .open_maildrop("team@example.test", "pw-carol@other.test", "s", "n")
+        .open_maildrop("team@example.test", "pw-carol@other.test", "s", "n", "")
         .await
         .unwrap();
     assert_eq!(addr.to_string(), "carol@other.test");
@@ -371,7 +371,7 @@ async fn aliases(b: &Backend) {
         .unwrap();
     assert!(
         store
-            .open_maildrop("carol@other.test", "pw-carol@other.test", "s2", "n")
+            .open_maildrop("carol@other.test", "pw-carol@other.test", "s2", "n", "")
             .await
             .is_err()
     );
@@ -395,7 +395,7 @@ async fn locks_refuse_login_but_not_delivery(b: &Backend) {
         .await
         .unwrap();
     let err = store
-        .open_maildrop("alice@example.test", "pw-alice@example.test", "s", "n")
+        .open_maildrop("alice@example.test", "pw-alice@example.test", "s", "n", "")
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "locked");
@@ -412,20 +412,20 @@ async fn locks_refuse_login_but_not_delivery(b: &Backend) {
     drop(store);
     let store = b.open().await; // locks are durable
     let err = store
-        .open_maildrop("bob@example.test", "pw-bob@example.test", "s", "n")
+        .open_maildrop("bob@example.test", "pw-bob@example.test", "s", "n", "")
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "locked");
     assert!(
         store
-            .open_maildrop("carol@other.test", "pw-carol@other.test", "s", "n")
+            .open_maildrop("carol@other.test", "pw-carol@other.test", "s", "n", "")
             .await
             .is_ok()
     );
     store.set_lock("example.test", true, false).await.unwrap();
     assert!(
         store
-            .open_maildrop("alice@example.test", "pw-alice@example.test", "s3", "n")
+            .open_maildrop("alice@example.test", "pw-alice@example.test", "s3", "n", "")
             .await
             .is_ok()
     );
@@ -441,11 +441,11 @@ async fn maildrop_lease_is_exclusive_expires_and_fences(b: &Backend) {
         .unwrap();
     let pw = "pw-alice@example.test";
     store
-        .open_maildrop("alice@example.test", pw, "A", "node-a")
+        .open_maildrop("alice@example.test", pw, "A", "node-a", "")
         .await
         .unwrap();
     let err = store
-        .open_maildrop("alice@example.test", pw, "B", "node-b")
+        .open_maildrop("alice@example.test", pw, "B", "node-b", "")
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "in-use");
@@ -456,7 +456,7 @@ async fn maildrop_lease_is_exclusive_expires_and_fences(b: &Backend) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match store
-            .open_maildrop("alice@example.test", pw, "B", "node-b")
+            .open_maildrop("alice@example.test", pw, "B", "node-b", "")
             .await
         {
             Ok(_) => break,
@@ -486,12 +486,12 @@ async fn maildrop_lease_is_exclusive_expires_and_fences(b: &Backend) {
     );
     // Release frees the maildrop at once.
     store
-        .open_maildrop("alice@example.test", pw, "C", "n")
+        .open_maildrop("alice@example.test", pw, "C", "n", "")
         .await
         .unwrap();
     store.close("alice@example.test", "C").unwrap();
     store
-        .open_maildrop("alice@example.test", pw, "D", "n")
+        .open_maildrop("alice@example.test", pw, "D", "n", "")
         .await
         .unwrap();
     assert_eq!(

@@ -140,6 +140,8 @@ pub struct TestCluster {
 }
 
 pub const DOMAIN: &str = "example.test";
+/// Maildrop lease TTL of test clusters.
+pub const LEASE_TTL: Duration = Duration::from_secs(2);
 
 impl TestCluster {
     /// Starts a store and `frontends` front-ends; nothing is configured yet.
@@ -303,6 +305,15 @@ impl TestCluster {
             cols[1].parse().expect("count"),
             cols[2].parse().expect("bytes"),
         )
+    }
+
+    /// Sends SIGSTOP / SIGCONT to a process (a frozen node: alive, but silent).
+    pub fn signal(proc: &Proc, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &proc.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} failed");
     }
 
     pub fn fe(&self, n: usize) -> &Frontend {

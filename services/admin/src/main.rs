@@ -50,6 +50,18 @@ enum Command {
     /// Aliases: one address delivering to one or more mailboxes (any hosted domain).
     #[command(subcommand)]
     Alias(AliasCmd),
+    /// Cluster-wide settings, live on every front-end within a second.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// `greeting TEXT` (at most 259 printable ASCII characters, no < or >; "" = default) or
+    /// `require-secure-auth on|off`.
+    Set { key: String, value: String },
+    /// Show every setting.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -356,6 +368,32 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             println!("{} limit={} used={}", r.target, show_size(r.limit), r.used);
+        }
+        Command::Config(ConfigCmd::Set { key, value }) => {
+            let s = c
+                .set_config(SetConfigRequest {
+                    key: key.clone(),
+                    value,
+                })
+                .await?
+                .into_inner();
+            println!("{key} set (settings version {})", s.version);
+        }
+        Command::Config(ConfigCmd::Show) => {
+            let s = c.get_config(Empty {}).await?.into_inner();
+            println!(
+                "greeting: {}",
+                if s.greeting.is_empty() {
+                    "(default)"
+                } else {
+                    &s.greeting
+                }
+            );
+            println!(
+                "require-secure-auth: {}",
+                if s.require_secure_auth { "on" } else { "off" }
+            );
+            println!("version: {}", s.version);
         }
         Command::Alias(AliasCmd::Add { alias, targets }) => {
             c.add_alias(AliasRequest {
