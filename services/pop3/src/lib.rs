@@ -1,0 +1,729 @@
+//! Sans-io POP3 server session: RFC 1939 (POP3), RFC 2449 (CAPA, RESP-CODES), RFC 3206
+//! (AUTH and SYS response codes), RFC 2595 (STLS) and RFC 5034 (AUTH PLAIN).
+//!
+//! The session owns the protocol state machine, the command syntax, every reply text and the
+//! multi-line framing (byte-stuffing). It does no I/O, keeps no clock and knows nothing of the
+//! store: the driver feeds received bytes with [`Session::feed`], takes [`Action`]s from
+//! [`Session::poll`] and answers the ones that need the outside world (`Authenticate`,
+//! `Fetch`, `Commit`, `StartTls`) with the matching `*_done` call. While an answer is pending
+//! nothing further is processed, so pipelined commands (RFC 2449 PIPELINING) run in order.
+//! It must never panic on any input: it is fuzzed.
+
+mod reply;
+
+use std::collections::VecDeque;
+
+pub use reply::Reply;
+
+/// RFC 2449 §4: command lines are at most 255 octets including CRLF.
+pub const MAX_LINE: usize = 255;
+/// RFC 5034 §4: an AUTH exchange line may be longer than a command.
+pub const MAX_AUTH_LINE: usize = 4096;
+/// Default banner text; it names no product or version.
+pub const DEFAULT_GREETING: &str = "POP3 server ready";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Banner text after `+OK `.
+    pub greeting: String,
+    /// Longest command line including CRLF.
+    pub max_line: usize,
+    /// A TLS acceptor exists: offer STLS while the connection is in clear.
+    pub stls: bool,
+    /// The connection is already TLS (implicit-TLS port).
+    pub secure: bool,
+    /// No password may cross in clear: USER/PASS and AUTH are neither advertised nor
+    /// accepted before TLS (the seed's "SPA required").
+    pub require_secure_auth: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            greeting: DEFAULT_GREETING.to_string(),
+            max_line: MAX_LINE,
+            stls: false,
+            secure: false,
+            require_secure_auth: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    pub uidl: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// The maildrop snapshot, in order; message number = 1-based position.
+    Ok {
+        messages: Vec<MessageInfo>,
+    },
+    BadCredentials,
+    Locked,
+    InUse,
+    TempFailure,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    Gone,
+    TempFailure,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitError {
+    TempFailure,
+    /// The maildrop lease was lost: nothing was deleted.
+    LostLock,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write these bytes to the client.
+    Send(Vec<u8>),
+    /// Check credentials and open the maildrop; answer with [`Session::auth_done`].
+    Authenticate { user: String, password: String },
+    /// RETR/TOP: fetch the message; answer with [`Session::fetch_done`].
+    Fetch { uidl: String },
+    /// QUIT in the TRANSACTION state (RFC 1939 §6): remove these messages; answer with
+    /// [`Session::commit_done`]. Always emitted then, possibly with an empty list.
+    Commit { delete: Vec<String> },
+    /// After `+OK Begin TLS negotiation`: flush, handshake, then [`Session::tls_started`].
+    StartTls,
+    /// Flush what was sent and close the connection.
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Authorization,
+    Transaction,
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pending {
+    Auth,
+    Fetch { size: u64, top: Option<usize> },
+    Commit { count: usize },
+    Tls,
+}
+
+/// What the next input line is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LineMode {
+    Command,
+    /// RFC 5034: the client's response to our `+ ` continuation of AUTH PLAIN.
+    AuthResponse,
+}
+
+struct Message {
+    info: MessageInfo,
+    deleted: bool,
+}
+
+pub struct Session {
+    config: Config,
+    state: State,
+    input: Vec<u8>,
+    /// Discarding the rest of an over-long line.
+    skipping: bool,
+    mode: LineMode,
+    actions: VecDeque<Action>,
+    pending: Option<Pending>,
+    user: Option<String>,
+    messages: Vec<Message>,
+}
+
+impl std::fmt::Debug for Session {
+    // Hand-written so that buffered input (which may hold a password) is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("state", &self.state)
+            .field("pending", &self.pending)
+            .field("messages", &self.messages.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_number(arg: &str) -> Option<usize> {
+    if arg.is_empty() || arg.len() > 9 || !arg.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    arg.parse().ok()
+}
+
+/// RFC 1939 §3: a line starting with '.' gets another '.'; the response ends with ".\r\n".
+fn stuff(body: &[u8], out: &mut Vec<u8>) {
+    let mut at_start = true;
+    for &b in body {
+        if at_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_start = b == b'\n';
+    }
+    if !body.is_empty() && !body.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+}
+
+/// RFC 1939 §7 TOP: the header, the blank line, and the first `lines` body lines.
+fn top(message: &[u8], lines: usize) -> &[u8] {
+    let header_end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4);
+    let Some(mut end) = header_end else {
+        return message;
+    };
+    for _ in 0..lines {
+        match message[end..].iter().position(|&b| b == b'\n') {
+            Some(p) => end += p + 1,
+            None => return message,
+        }
+    }
+    &message[..end]
+}
+
+impl Session {
+    pub fn new(config: Config) -> Self {
+        Session {
+            config,
+            state: State::Authorization,
+            input: Vec::new(),
+            skipping: false,
+            mode: LineMode::Command,
+            actions: VecDeque::new(),
+            pending: None,
+            user: None,
+            messages: Vec::new(),
+        }
+    }
+
+    pub fn greeting(&self) -> Vec<u8> {
+        Reply::Greeting(&self.config.greeting).to_bytes()
+    }
+
+    pub fn feed(&mut self, input: &[u8]) {
+        if self.state != State::Closed {
+            self.input.extend_from_slice(input);
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.state == State::Transaction
+    }
+
+    pub fn is_secure(&self) -> bool {
+        self.config.secure
+    }
+
+    pub fn poll(&mut self) -> Option<Action> {
+        loop {
+            if let Some(a) = self.actions.pop_front() {
+                return Some(a);
+            }
+            if self.pending.is_some() || self.state == State::Closed {
+                return None;
+            }
+            let line = self.next_line()?;
+            self.handle_line(line);
+        }
+    }
+
+    /// True when credentials may be sent now (RFC 2595 §2.4 LOGINDISABLED semantics).
+    fn login_allowed(&self) -> bool {
+        self.config.secure || !self.config.require_secure_auth
+    }
+
+    fn send(&mut self, reply: Reply<'_>) {
+        self.actions.push_back(Action::Send(reply.to_bytes()));
+    }
+
+    fn close_with(&mut self, reply: Reply<'_>) {
+        self.send(reply);
+        self.actions.push_back(Action::Close);
+        self.state = State::Closed;
+        self.input.clear();
+    }
+
+    /// Takes the next complete line (without CRLF) out of the buffer; handles over-long
+    /// lines (reported once, then skipped up to the next LF).
+    fn next_line(&mut self) -> Option<Result<String, Reply<'static>>> {
+        let limit = match self.mode {
+            LineMode::Command => self.config.max_line,
+            LineMode::AuthResponse => MAX_AUTH_LINE,
+        };
+        loop {
+            match self.input.iter().position(|&b| b == b'\n') {
+                Some(pos) => {
+                    let raw: Vec<u8> = self.input.drain(..=pos).collect();
+                    if self.skipping {
+                        self.skipping = false;
+                        continue;
+                    }
+                    if raw.len() > limit {
+                        return Some(Err(Reply::LineTooLong));
+                    }
+                    let mut line = &raw[..raw.len() - 1];
+                    if line.last() == Some(&b'\r') {
+                        line = &line[..line.len() - 1];
+                    }
+                    if line.iter().any(|&b| b < 0x20 || b == 0x7f) {
+                        return Some(Err(Reply::InvalidCharacters));
+                    }
+                    return Some(
+                        String::from_utf8(line.to_vec()).map_err(|_| Reply::InvalidCharacters),
+                    );
+                }
+                None => {
+                    if self.skipping {
+                        self.input.clear();
+                        return None;
+                    }
+                    if self.input.len() > limit {
+                        self.input.clear();
+                        self.skipping = true;
+                        return Some(Err(Reply::LineTooLong));
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn handle_line(&mut self, line: Result<String, Reply<'static>>) {
+        if self.mode == LineMode::AuthResponse {
+            self.mode = LineMode::Command;
+            match line {
+                Ok(l) => self.auth_plain_response(l.trim()),
+                Err(_) => self.send(Reply::AuthDecode),
+            }
+            return;
+        }
+        match line {
+            Ok(l) => self.command(&l),
+            Err(reply) => self.send(reply),
+        }
+    }
+
+    fn command(&mut self, line: &str) {
+        let mut parts = line.split(' ').filter(|p| !p.is_empty());
+        let verb = parts.next().unwrap_or("").to_ascii_uppercase();
+        let args: Vec<&str> = parts.collect();
+        match (self.state, verb.as_str()) {
+            (_, "CAPA") => self.capa(&args),
+            (_, "NOOP") if args.is_empty() => self.send(Reply::Ok),
+            (_, "QUIT") if args.is_empty() => self.quit(),
+            (_, "NOOP" | "QUIT") => self.send(Reply::NoArguments),
+            (State::Authorization, "USER") => self.user(&args),
+            (State::Authorization, "PASS") => self.pass(line),
+            (State::Authorization, "STLS") => self.stls(&args),
+            (State::Authorization, "AUTH") => self.auth(&args),
+            (State::Authorization, "APOP") => self.send(Reply::NotSupported),
+            (State::Transaction, "STAT") => self.stat(&args),
+            (State::Transaction, "LIST") => self.list(&args, false),
+            (State::Transaction, "UIDL") => self.list(&args, true),
+            (State::Transaction, "RETR") => self.retr(&args),
+            (State::Transaction, "TOP") => self.top(&args),
+            (State::Transaction, "DELE") => self.dele(&args),
+            (State::Transaction, "RSET") => self.rset(&args),
+            (State::Authorization, "STAT" | "LIST" | "UIDL" | "RETR" | "TOP" | "DELE" | "RSET") => {
+                self.send(Reply::NotAuthenticated)
+            }
+            (State::Transaction, "USER" | "PASS" | "STLS" | "AUTH" | "APOP") => {
+                self.send(Reply::AlreadyAuthenticated)
+            }
+            _ => self.send(Reply::UnknownCommand),
+        }
+    }
+
+    fn capa(&mut self, args: &[&str]) {
+        if !args.is_empty() {
+            return self.send(Reply::NoArguments);
+        }
+        let mut caps = vec!["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"];
+        if self.state == State::Authorization {
+            if self.config.stls && !self.config.secure {
+                caps.push("STLS");
+            }
+            if self.login_allowed() {
+                caps.push("USER");
+                caps.push("SASL PLAIN");
+            }
+        }
+        self.send(Reply::Capabilities(&caps));
+    }
+
+    fn user(&mut self, args: &[&str]) {
+        if !self.login_allowed() {
+            return self.send(Reply::EncryptionRequired);
+        }
+        if args.len() != 1 {
+            return self.send(Reply::UserSyntax);
+        }
+        self.user = Some(args[0].to_string());
+        self.send(Reply::UserOk);
+    }
+
+    fn pass(&mut self, line: &str) {
+        if !self.login_allowed() {
+            return self.send(Reply::EncryptionRequired);
+        }
+        let Some(user) = self.user.take() else {
+            return self.send(Reply::PassWithoutUser);
+        };
+        // RFC 1939 §7: the password is the rest of the line after "PASS " and may contain
+        // spaces.
+        let rest = line.trim_start();
+        let password = rest.get(5..).unwrap_or("").to_string();
+        if password.is_empty() {
+            return self.send(Reply::PassSyntax);
+        }
+        self.start_auth(user, password);
+    }
+
+    fn start_auth(&mut self, user: String, password: String) {
+        self.pending = Some(Pending::Auth);
+        self.actions
+            .push_back(Action::Authenticate { user, password });
+    }
+
+    /// RFC 2595 §4.
+    fn stls(&mut self, args: &[&str]) {
+        if !args.is_empty() {
+            return self.send(Reply::NoArguments);
+        }
+        if self.config.secure {
+            return self.send(Reply::AlreadyTls);
+        }
+        if !self.config.stls {
+            return self.send(Reply::NotSupported);
+        }
+        self.send(Reply::BeginTls);
+        self.actions.push_back(Action::StartTls);
+        self.pending = Some(Pending::Tls);
+    }
+
+    /// RFC 5034: AUTH PLAIN [initial-response].
+    fn auth(&mut self, args: &[&str]) {
+        if args.is_empty() {
+            // RFC 5034 §4 allows listing mechanisms this way; CAPA SASL is the standard place.
+            return self.send(Reply::NotSupported);
+        }
+        if !self.login_allowed() {
+            return self.send(Reply::EncryptionRequired);
+        }
+        if !args[0].eq_ignore_ascii_case("PLAIN") {
+            return self.send(Reply::UnknownMechanism);
+        }
+        match args.get(1..) {
+            Some([initial]) => self.auth_plain_response(initial),
+            Some([]) => {
+                self.mode = LineMode::AuthResponse;
+                self.send(Reply::Continue);
+            }
+            _ => self.send(Reply::AuthDecode),
+        }
+    }
+
+    fn auth_plain_response(&mut self, response: &str) {
+        if response == "*" {
+            return self.send(Reply::AuthCancelled);
+        }
+        let decoded = match base64_decode(response) {
+            Some(d) => d,
+            None => return self.send(Reply::AuthDecode),
+        };
+        // RFC 4616: [authzid] NUL authcid NUL passwd
+        let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
+        let [authzid, user, password] = parts.as_slice() else {
+            return self.send(Reply::AuthDecode);
+        };
+        let (Ok(authzid), Ok(user), Ok(password)) = (
+            std::str::from_utf8(authzid),
+            std::str::from_utf8(user),
+            std::str::from_utf8(password),
+        ) else {
+            return self.send(Reply::AuthDecode);
+        };
+        if user.is_empty() || password.is_empty() || (!authzid.is_empty() && authzid != user) {
+            return self.send(Reply::AuthDecode);
+        }
+        self.start_auth(user.to_string(), password.to_string());
+    }
+
+    /// Index of a live (not deleted) message from a message-number argument.
+    fn message_arg(&self, arg: &str) -> Result<usize, Reply<'static>> {
+        let n = parse_number(arg).ok_or(Reply::BadMessageNumber)?;
+        match n
+            .checked_sub(1)
+            .and_then(|i| self.messages.get(i).map(|m| (i, m)))
+        {
+            Some((i, m)) if !m.deleted => Ok(i),
+            Some(_) => Err(Reply::MessageDeleted),
+            None => Err(Reply::NoSuchMessage),
+        }
+    }
+
+    fn stat(&mut self, args: &[&str]) {
+        if !args.is_empty() {
+            return self.send(Reply::NoArguments);
+        }
+        let live = self.messages.iter().filter(|m| !m.deleted);
+        let (count, size) = live.fold((0usize, 0u64), |(c, s), m| (c + 1, s + m.info.size));
+        self.send(Reply::Stat { count, size });
+    }
+
+    fn list(&mut self, args: &[&str], uidl: bool) {
+        match args {
+            [] => {
+                let mut lines = Vec::new();
+                for (i, m) in self.messages.iter().enumerate().filter(|(_, m)| !m.deleted) {
+                    lines.push(if uidl {
+                        format!("{} {}", i + 1, m.info.uidl)
+                    } else {
+                        format!("{} {}", i + 1, m.info.size)
+                    });
+                }
+                self.send(Reply::Listing(lines));
+            }
+            [arg] => match self.message_arg(arg) {
+                Ok(i) => {
+                    let m = &self.messages[i].info;
+                    let text = if uidl {
+                        format!("{} {}", i + 1, m.uidl)
+                    } else {
+                        format!("{} {}", i + 1, m.size)
+                    };
+                    self.send(Reply::OkText(text));
+                }
+                Err(r) => self.send(r),
+            },
+            _ => self.send(Reply::TooManyArguments),
+        }
+    }
+
+    fn retr(&mut self, args: &[&str]) {
+        let [arg] = args else {
+            return self.send(Reply::OneMessageNumber);
+        };
+        match self.message_arg(arg) {
+            Ok(i) => {
+                let info = &self.messages[i].info;
+                self.pending = Some(Pending::Fetch {
+                    size: info.size,
+                    top: None,
+                });
+                self.actions.push_back(Action::Fetch {
+                    uidl: info.uidl.clone(),
+                });
+            }
+            Err(r) => self.send(r),
+        }
+    }
+
+    fn top(&mut self, args: &[&str]) {
+        let [msg, lines] = args else {
+            return self.send(Reply::TopSyntax);
+        };
+        let Some(lines) = parse_number(lines) else {
+            return self.send(Reply::TopSyntax);
+        };
+        match self.message_arg(msg) {
+            Ok(i) => {
+                let info = &self.messages[i].info;
+                self.pending = Some(Pending::Fetch {
+                    size: info.size,
+                    top: Some(lines),
+                });
+                self.actions.push_back(Action::Fetch {
+                    uidl: info.uidl.clone(),
+                });
+            }
+            Err(r) => self.send(r),
+        }
+    }
+
+    fn dele(&mut self, args: &[&str]) {
+        let [arg] = args else {
+            return self.send(Reply::OneMessageNumber);
+        };
+        match self.message_arg(arg) {
+            Ok(i) => {
+                self.messages[i].deleted = true;
+                self.send(Reply::Deleted(i + 1));
+            }
+            Err(r) => self.send(r),
+        }
+    }
+
+    fn rset(&mut self, args: &[&str]) {
+        if !args.is_empty() {
+            return self.send(Reply::NoArguments);
+        }
+        for m in &mut self.messages {
+            m.deleted = false;
+        }
+        self.stat(&[]);
+    }
+
+    fn quit(&mut self) {
+        match self.state {
+            State::Transaction => {
+                let delete: Vec<String> = self
+                    .messages
+                    .iter()
+                    .filter(|m| m.deleted)
+                    .map(|m| m.info.uidl.clone())
+                    .collect();
+                self.pending = Some(Pending::Commit {
+                    count: delete.len(),
+                });
+                self.actions.push_back(Action::Commit { delete });
+            }
+            _ => self.close_with(Reply::Bye),
+        }
+    }
+
+    // ---- answers from the driver ---------------------------------------------------------
+
+    pub fn auth_done(&mut self, outcome: AuthOutcome) {
+        if self.pending != Some(Pending::Auth) {
+            return;
+        }
+        self.pending = None;
+        match outcome {
+            AuthOutcome::Ok { messages } => {
+                self.messages = messages
+                    .into_iter()
+                    .map(|info| Message {
+                        info,
+                        deleted: false,
+                    })
+                    .collect();
+                self.state = State::Transaction;
+                let count = self.messages.len();
+                let size = self.messages.iter().map(|m| m.info.size).sum();
+                self.send(Reply::LoggedIn { count, size });
+            }
+            AuthOutcome::BadCredentials => self.send(Reply::BadCredentials),
+            AuthOutcome::Locked => self.send(Reply::Locked),
+            AuthOutcome::InUse => self.send(Reply::InUse),
+            AuthOutcome::TempFailure => self.send(Reply::TempFailure),
+        }
+    }
+
+    pub fn fetch_done(&mut self, result: Result<Vec<u8>, FetchError>) {
+        let Some(Pending::Fetch { size, top: lines }) = self.pending.clone() else {
+            return;
+        };
+        self.pending = None;
+        match result {
+            Ok(message) => {
+                let mut out = match lines {
+                    None => Reply::RetrHeader(size).to_bytes(),
+                    Some(_) => Reply::Ok.to_bytes(),
+                };
+                let body = match lines {
+                    None => &message[..],
+                    Some(n) => top(&message, n),
+                };
+                stuff(body, &mut out);
+                self.actions.push_back(Action::Send(out));
+            }
+            Err(FetchError::Gone) => self.send(Reply::NoSuchMessage),
+            Err(FetchError::TempFailure) => self.send(Reply::TempFailure),
+        }
+    }
+
+    pub fn commit_done(&mut self, result: Result<(), CommitError>) {
+        let Some(Pending::Commit { count }) = self.pending.clone() else {
+            return;
+        };
+        self.pending = None;
+        match result {
+            Ok(()) => self.close_with(Reply::ByeDeleted(count)),
+            Err(CommitError::TempFailure) => self.close_with(Reply::CommitFailed),
+            Err(CommitError::LostLock) => self.close_with(Reply::LostLock),
+        }
+    }
+
+    /// RFC 2595 §4: after the handshake the client starts over; anything it sent in clear after
+    /// STLS is discarded unread (CVE-2011-0411 class).
+    pub fn tls_started(&mut self) {
+        if self.pending != Some(Pending::Tls) {
+            return;
+        }
+        self.pending = None;
+        self.input.clear();
+        self.skipping = false;
+        self.user = None;
+        self.config.secure = true;
+    }
+}
+
+/// Standard base64 (RFC 4648 §4) with padding; None on any malformed input.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let bytes = text.as_bytes();
+    if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    let chunks = bytes.len() / 4;
+    for (i, chunk) in bytes.chunks(4).enumerate() {
+        let pad = chunk.iter().rev().take_while(|&&b| b == b'=').count();
+        if pad > 2 || (pad > 0 && i + 1 != chunks) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &chunk[..4 - pad] {
+            n = (n << 6) | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&decoded[..3 - pad]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64() {
+        assert_eq!(base64_decode("AGEAYg==").unwrap(), b"\0a\0b");
+        assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
+        assert!(base64_decode("YWJ").is_none());
+        assert!(base64_decode("Y=Jj").is_none());
+        assert!(base64_decode("YW=j").is_none());
+    }
+
+    #[test]
+    fn top_cuts_after_n_body_lines() {
+        let m = b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\nl3\r\n";
+        assert_eq!(top(m, 0), b"A: 1\r\nB: 2\r\n\r\n");
+        assert_eq!(top(m, 2), b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\n");
+        assert_eq!(top(m, 9), &m[..]);
+    }
+}
