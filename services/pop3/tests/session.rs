@@ -322,7 +322,7 @@ fn never_panics_on_random_input() {
     for round in 0..2000 {
         let mut input = Vec::new();
         for _ in 0..(rng.next() % 30) {
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 let len = (rng.next() % 40) as usize;
                 input.extend((0..len).map(|_| rng.next() as u8));
             } else {
@@ -330,8 +330,8 @@ fn never_panics_on_random_input() {
             }
         }
         let config = Config {
-            stls: round % 2 == 0,
-            require_secure_auth: round % 3 == 0,
+            stls: round.is_multiple_of(2),
+            require_secure_auth: round.is_multiple_of(3),
             max_line: 20 + round % 300,
             ..Config::default()
         };
@@ -357,7 +357,7 @@ fn never_panics_on_random_input() {
                         1 => Err(FetchError::Gone),
                         _ => Err(FetchError::TempFailure),
                     }),
-                    Action::Commit { .. } => s.commit_done(if rng.next() % 2 == 0 {
+                    Action::Commit { .. } => s.commit_done(if rng.next().is_multiple_of(2) {
                         Ok(())
                     } else {
                         Err(CommitError::LostLock)
@@ -366,7 +366,7 @@ fn never_panics_on_random_input() {
                     Action::Send(_) | Action::Close => {}
                 }
                 // Stray answers are ignored.
-                if rng.next() % 7 == 0 {
+                if rng.next().is_multiple_of(7) {
                     s.auth_done(AuthOutcome::BadCredentials);
                     s.fetch_done(Err(FetchError::Gone));
                     s.commit_done(Ok(()));
