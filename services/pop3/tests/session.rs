@@ -319,7 +319,7 @@ fn never_panics_on_random_input() {
         b"UIDL 999999999999\r\n",
         b"CAPA\r\n",
     ];
-    for round in 0..2000 {
+    for round in 0..2000usize {
         let mut input = Vec::new();
         for _ in 0..(rng.next() % 30) {
             if rng.next().is_multiple_of(3) {
