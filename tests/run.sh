@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real mail clients used by the integration tests.
-packages=(swaks curl mpop)
+packages=(swaks curl mpop msmtp)
 missing=()
 for p in "${packages[@]}"; do
     command -v "$p" >/dev/null 2>&1 || missing+=("$p")

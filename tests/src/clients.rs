@@ -15,6 +15,25 @@ fn connect(addr: SocketAddr) -> std::io::Result<(BufReader<TcpStream>, TcpStream
     Ok((reader, stream))
 }
 
+/// Connects from a chosen local address (e.g. 127.0.0.2, another client on loopback).
+fn connect_from(
+    addr: SocketAddr,
+    source: std::net::IpAddr,
+) -> std::io::Result<(BufReader<TcpStream>, TcpStream)> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect_timeout(&addr.into(), IO_TIMEOUT)?;
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let reader = BufReader::new(stream.try_clone()?);
+    Ok((reader, stream))
+}
+
 fn read_line(r: &mut BufReader<TcpStream>) -> std::io::Result<String> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
@@ -120,6 +139,17 @@ pub struct Pop3Client {
 impl Pop3Client {
     pub fn connect(addr: SocketAddr) -> std::io::Result<Pop3Client> {
         let (mut reader, stream) = connect(addr)?;
+        let banner = read_line(&mut reader)?;
+        Ok(Pop3Client {
+            reader,
+            stream,
+            banner,
+        })
+    }
+
+    /// Like `connect`, from another local address.
+    pub fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> std::io::Result<Pop3Client> {
+        let (mut reader, stream) = connect_from(addr, source)?;
         let banner = read_line(&mut reader)?;
         Ok(Pop3Client {
             reader,

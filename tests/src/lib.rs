@@ -126,6 +126,9 @@ pub struct Frontend {
     pub proc: Proc,
     pub pop3: SocketAddr,
     pub smtp: SocketAddr,
+    pub submission: SocketAddr,
+    pub smtps: SocketAddr,
+    pub pop3s: SocketAddr,
 }
 
 /// A store node and N front-ends, each a real process, in a private temp dir.
@@ -137,6 +140,29 @@ pub struct TestCluster {
     pub store_addr: SocketAddr,
     pub frontends: Vec<Frontend>,
     starts: usize,
+}
+
+impl Drop for TestCluster {
+    /// A failing test shows the tail of every node's log, which is where the reason usually is.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                eprintln!("==== {} (last {} lines)", path.display(), tail.len());
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
 }
 
 pub const DOMAIN: &str = "example.test";
@@ -195,7 +221,12 @@ impl TestCluster {
             token,
         ])
         .arg("--data")
-        .arg(dir.join("data"));
+        .arg(dir.join("data"))
+        // Short maildrop leases so expiry tests finish quickly; renewals run at a third.
+        .args(["--lease-ttl", &LEASE_TTL.as_secs_f64().to_string()])
+        // A small base for the growing delay after failed logins, so throttling tests reach
+        // the refusal quickly.
+        .args(["--login-delay-ms", "20"]);
         Proc::start(cmd, dir.join(format!("store-{n}.log")))
     }
 
@@ -213,6 +244,9 @@ impl TestCluster {
             proc,
             pop3: addr_of(&pairs, "pop3"),
             smtp: addr_of(&pairs, "smtp"),
+            submission: addr_of(&pairs, "submission"),
+            smtps: addr_of(&pairs, "smtps"),
+            pop3s: addr_of(&pairs, "pop3s"),
         }
     }
 
@@ -228,6 +262,12 @@ impl TestCluster {
             "--pop3",
             "127.0.0.1:0",
             "--smtp",
+            "127.0.0.1:0",
+            "--submission",
+            "127.0.0.1:0",
+            "--smtps",
+            "127.0.0.1:0",
+            "--pop3s",
             "127.0.0.1:0",
         ]);
         cmd

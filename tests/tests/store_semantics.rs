@@ -62,17 +62,39 @@ fn flood(c: &TestCluster, to: &'static [&'static str], size: usize) -> Vec<Strin
     Arc::try_unwrap(replies).unwrap().into_inner().unwrap()
 }
 
+/// Stored size of one flood message for `to` (trace fields included): delivered once, measured
+/// with `mailrootctl stat`, then removed again.
+fn stored_size(c: &TestCluster, to: &str, pw: &str, size: usize) -> u64 {
+    assert!(
+        send(
+            c.fe(0).smtp,
+            "bob@remote.test",
+            &[to],
+            &message("flood 00", size)
+        )
+        .starts_with("250 ")
+    );
+    let bytes = c.stat(to).1;
+    let (mut p, r) = pop(c, 0, to, pw);
+    assert!(r.starts_with("+OK"), "{r}");
+    p.cmd("DELE 1").unwrap();
+    p.cmd("QUIT").unwrap();
+    assert_eq!(c.stat(to), (0, 0));
+    bytes
+}
+
 #[test]
 fn concurrent_deliveries_from_two_nodes_fill_a_mailbox_quota_exactly() {
     let c = TestCluster::with_mailboxes(2, &["alice"]);
-    // Room for exactly 20 messages; the slack holds the 90 % warning but no 21st message.
-    let size = 2000;
-    let limit = 20 * (size + 400) + 1500;
+    let one = stored_size(&c, "alice@example.test", "pw-alice", 2000);
+    // Room for exactly 20 messages; the slack (half a message) holds the 90 % warning but
+    // no 21st message.
+    let limit = 20 * one + one / 2;
     c.ctl_ok(
         &["quota", "set", "alice@example.test", &limit.to_string()],
         None,
     );
-    let replies = flood(&c, &["alice@example.test"], size);
+    let replies = flood(&c, &["alice@example.test"], 2000);
     let ok = replies.iter().filter(|r| r.starts_with("250 ")).count();
     let full = replies
         .iter()
@@ -81,7 +103,7 @@ fn concurrent_deliveries_from_two_nodes_fill_a_mailbox_quota_exactly() {
     assert_eq!((ok, full), (20, 30), "{replies:?}");
     let (count, bytes) = c.stat("alice@example.test");
     assert_eq!(count, 21, "20 messages + 1 quota warning");
-    assert!(bytes <= limit as u64);
+    assert!(bytes <= limit);
     let stored = messages_of(&c, 1, "alice@example.test", "pw-alice");
     assert_eq!(
         stored.iter().map(|m| m.len() as u64).sum::<u64>(),
@@ -104,14 +126,15 @@ fn concurrent_deliveries_from_two_nodes_fill_a_mailbox_quota_exactly() {
 
 #[test]
 fn concurrent_deliveries_fill_a_domain_pool_exactly() {
-    let c = TestCluster::with_mailboxes(2, &["alice", "bob"]);
-    let size = 2000;
-    let limit = 20 * (size + 400);
+    // Two mailboxes whose names have the same length, so their copies have the same size.
+    let c = TestCluster::with_mailboxes(2, &["alice", "carol"]);
+    let one = stored_size(&c, "alice@example.test", "pw-alice", 2000);
+    let limit = 20 * one + one / 2;
     c.ctl_ok(
         &["quota", "set", "--domain", DOMAIN, &limit.to_string()],
         None,
     );
-    let replies = flood(&c, &["alice@example.test", "bob@example.test"], size);
+    let replies = flood(&c, &["alice@example.test", "carol@example.test"], 2000);
     let ok = replies.iter().filter(|r| r.starts_with("250 ")).count();
     assert_eq!(ok, 20, "{replies:?}");
     assert!(
@@ -119,10 +142,10 @@ fn concurrent_deliveries_fill_a_domain_pool_exactly() {
             .iter()
             .all(|r| r.starts_with("250 ") || r.starts_with("552 5.2.2"))
     );
-    let total = c.stat("alice@example.test").1 + c.stat("bob@example.test").1;
+    let total = c.stat("alice@example.test").1 + c.stat("carol@example.test").1;
+    assert_eq!(total, 20 * one);
     let show = c.ctl_ok(&["quota", "show", "--domain", DOMAIN], None);
     assert!(show.contains(&format!("used={total}")), "{show}");
-    assert!(total <= limit as u64);
 }
 
 #[test]

@@ -16,7 +16,11 @@ pub const SMTP_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const STORE_RETRY_BUDGET: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "mailroot-frontend", version, about = "mailroot front-end node (POP3, SMTP)")]
+#[command(
+    name = "mailroot-frontend",
+    version,
+    about = "mailroot front-end node (POP3, SMTP)"
+)]
 pub struct FrontendConfig {
     /// gRPC URL of the store node.
     #[arg(long, env = "MAILROOT_STORE", default_value = DEFAULT_STORE)]
@@ -30,9 +34,24 @@ pub struct FrontendConfig {
     /// POP3 listen address (port 0 picks a free port; the chosen one is printed).
     #[arg(long, env = "MAILROOT_POP3", default_value = DEFAULT_POP3)]
     pub pop3: String,
-    /// SMTP (inbound, port 25) listen address.
+    /// SMTP (inbound, port 25) listen address. STARTTLS is offered; AUTH is not.
     #[arg(long, env = "MAILROOT_SMTP", default_value = DEFAULT_SMTP)]
     pub smtp: String,
+    /// Submission (RFC 6409, port 587) listen address: STARTTLS, AUTH required before MAIL.
+    #[arg(long, env = "MAILROOT_SUBMISSION")]
+    pub submission: Option<String>,
+    /// Submission over implicit TLS (RFC 8314, port 465) listen address.
+    #[arg(long, env = "MAILROOT_SMTPS")]
+    pub smtps: Option<String>,
+    /// POP3 over implicit TLS (RFC 8314, port 995) listen address.
+    #[arg(long, env = "MAILROOT_POP3S")]
+    pub pop3s: Option<String>,
+    /// PEM certificate chain for TLS; without it a self-signed one is generated at start.
+    #[arg(long, env = "MAILROOT_TLS_CERT")]
+    pub tls_cert: Option<String>,
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, env = "MAILROOT_TLS_KEY")]
+    pub tls_key: Option<String>,
 }
 
 impl FrontendConfig {
@@ -56,6 +75,9 @@ impl FrontendConfig {
                 "--hostname: {:?} is not a host name",
                 self.hostname
             ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("--tls-cert and --tls-key go together".into());
         }
         Ok(())
     }

@@ -49,7 +49,10 @@ pub fn build(hostname: &str, sender: &str, original: &[u8], failures: &[Failure]
         ],
     );
     let message = MessageBuilder::new()
-        .from(("Mail Delivery System", format!("MAILER-DAEMON@{hostname}")))
+        .from((
+            "Mail Delivery System",
+            format!("MAILER-DAEMON@{hostname}").as_str(),
+        ))
         .to(sender.to_string())
         .subject("Undelivered Mail Returned to Sender")
         .header(
@@ -96,11 +99,18 @@ mod tests {
         let text = String::from_utf8(dsn).unwrap();
         assert!(text.contains("MAILER-DAEMON@mx.example.test"), "{text}");
         assert!(text.contains("multipart/report"), "{text}");
-        assert!(text.contains("report-type=\"delivery-status\"") || text.contains("report-type=delivery-status"), "{text}");
+        assert!(
+            text.contains("report-type=\"delivery-status\"")
+                || text.contains("report-type=delivery-status"),
+            "{text}"
+        );
         assert!(text.contains("Final-Recipient: rfc822; full@example.test"));
         assert!(text.contains("Status: 5.2.2"));
         assert!(text.contains("Subject: hi"));
-        assert!(!text.contains("body\r\n--"), "original body must not be attached");
+        assert!(
+            !text.contains("body\r\n--"),
+            "original body must not be attached"
+        );
         assert!(!text.replace("\r\n", "").contains('\n'), "bare LF in DSN");
     }
 }

@@ -8,7 +8,8 @@
 //! - `smtp_conn.rs`    — drives `smtp::Session` (services/smtp) over a socket; trace headers.
 //! - `dsn.rs`          — RFC 3464 delivery status notifications for partly failed deliveries.
 //! - `pop3_conn.rs`    — drives `pop3::Session` (services/pop3) over a socket.
-//! - `lib.rs`          — `Node` (shared per-process state) and the accept loops.
+//! - `tls.rs`          — the rustls acceptor (PEM or self-signed) and the upgradable `Conn`.
+//! - `lib.rs`          — `Node` (shared per-process state), `Service` and the accept loops.
 
 pub mod config;
 pub mod dsn;
@@ -16,13 +17,16 @@ pub mod pop3_conn;
 pub mod replies;
 pub mod smtp_conn;
 pub mod store_client;
+pub mod tls;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use proto::v1::Settings;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 pub use config::FrontendConfig;
 pub use store_client::StoreClient;
@@ -31,21 +35,83 @@ pub use store_client::StoreClient;
 pub struct Node {
     pub config: FrontendConfig,
     pub store: StoreClient,
+    /// Cluster-wide settings as last pushed by the store.
+    pub settings: watch::Receiver<Settings>,
+    /// For STARTTLS/STLS and the implicit-TLS listeners.
+    pub tls: TlsAcceptor,
 }
 
 impl Node {
-    pub fn smtp_config(&self) -> smtp::Config {
-        smtp::Config::new(self.config.hostname.clone())
+    /// A node whose settings follow the store's `WatchSettings` stream (reconnecting forever).
+    pub fn new(config: FrontendConfig, store: StoreClient, tls: TlsAcceptor) -> Arc<Node> {
+        let (tx, rx) = watch::channel(Settings::default());
+        tokio::spawn(follow_settings(store.clone(), config.hostname.clone(), tx));
+        Arc::new(Node {
+            config,
+            store,
+            settings: rx,
+            tls,
+        })
     }
 
-    pub fn pop3_config(&self) -> pop3::Config {
-        pop3::Config::default()
+    pub fn smtp_config(&self, service: Service, secure: bool) -> smtp::Config {
+        let mut config = smtp::Config::new(self.config.hostname.clone());
+        let settings = self.settings.borrow();
+        if !settings.greeting.is_empty() {
+            config.greeting = settings.greeting.clone();
+        }
+        config.secure = secure;
+        config.starttls = true;
+        config.auth = service.is_submission();
+        config.submission = service.is_submission();
+        config.require_secure_auth = settings.require_secure_auth;
+        config
+    }
+
+    pub fn pop3_config(&self, secure: bool) -> pop3::Config {
+        let mut config = pop3::Config::default();
+        let settings = self.settings.borrow();
+        if !settings.greeting.is_empty() {
+            config.greeting = settings.greeting.clone();
+        }
+        config.stls = true;
+        config.secure = secure;
+        config.require_secure_auth = settings.require_secure_auth;
+        config
+    }
+}
+
+/// Keeps `tx` equal to the store's settings: a change made with `mailrootctl config set`
+/// reaches this node as soon as the store has stored it (a push, not a poll).
+async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Settings>) {
+    loop {
+        match store.watch_settings(&node).await {
+            Ok(mut stream) => loop {
+                match stream.message().await {
+                    Ok(Some(settings)) => {
+                        tracing::info!(version = settings.version, "settings updated");
+                        tx.send_replace(settings);
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::warn!(error = %status.message(), "settings stream broken");
+                        break;
+                    }
+                }
+            },
+            Err(status) => {
+                tracing::debug!(error = %status.message(), "settings stream unavailable");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
 /// Result of the start-up handshake with the store.
 pub enum Handshake {
-    Ok { store_id: String },
+    Ok {
+        store_id: String,
+    },
     /// The store answered and refused our auth GUID: this node must not start.
     GuidMismatch(String),
     /// The store did not answer in time; the node starts and recovers once it is back.
@@ -75,45 +141,79 @@ pub async fn handshake(store: &StoreClient, node_name: &str, patience: Duration)
     }
 }
 
-/// Serves POP3 and SMTP on the given listeners until `shutdown` resolves.
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// POP3, STLS offered (port 110).
+    Pop3,
+    /// POP3 over implicit TLS (port 995).
+    Pop3s,
+    /// Inbound SMTP for hosted domains, STARTTLS offered, no AUTH (port 25).
+    Smtp,
+    /// Submission: STARTTLS, AUTH required before MAIL (port 587).
+    Submission,
+    /// Submission over implicit TLS (port 465).
+    Smtps,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Pop3 => "pop3",
+            Service::Pop3s => "pop3s",
+            Service::Smtp => "smtp",
+            Service::Submission => "submission",
+            Service::Smtps => "smtps",
+        }
+    }
+
+    pub fn implicit_tls(self) -> bool {
+        matches!(self, Service::Pop3s | Service::Smtps)
+    }
+
+    pub fn is_pop3(self) -> bool {
+        matches!(self, Service::Pop3 | Service::Pop3s)
+    }
+
+    pub fn is_submission(self) -> bool {
+        matches!(self, Service::Submission | Service::Smtps)
+    }
+}
+
+/// Serves every listener until `shutdown` resolves.
 pub async fn run(
     node: Arc<Node>,
-    pop3: TcpListener,
-    smtp: TcpListener,
+    listeners: Vec<(Service, TcpListener)>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    println!(
-        "MAILROOT_READY pop3={} smtp={}",
-        pop3.local_addr()?,
-        smtp.local_addr()?
-    );
-    tracing::info!(pop3 = %pop3.local_addr()?, smtp = %smtp.local_addr()?, store = %node.config.store, "front-end listening");
-    let pop3 = tokio::spawn(accept_loop(pop3, node.clone(), "pop3", |s, p, n| {
-        Box::pin(pop3_conn::serve(s, p, n))
-    }));
-    let smtp = tokio::spawn(accept_loop(smtp, node, "smtp", |s, p, n| {
-        Box::pin(smtp_conn::serve(s, p, n))
-    }));
+    let mut ready = String::from("MAILROOT_READY");
+    for (service, l) in &listeners {
+        ready.push_str(&format!(" {}={}", service.name(), l.local_addr()?));
+    }
+    // Machine-readable readiness line for scripts and the test harness (stdout).
+    println!("{ready}");
+    tracing::info!(listeners = %ready.trim_start_matches("MAILROOT_READY "), store = %node.config.store, "front-end listening");
+    let tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|(service, l)| tokio::spawn(accept_loop(l, node.clone(), service)))
+        .collect();
     shutdown.await;
-    pop3.abort();
-    smtp.abort();
+    for t in tasks {
+        t.abort();
+    }
     Ok(())
 }
 
-type ConnFuture = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+/// How long an implicit-TLS client may take for its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn accept_loop(
-    listener: TcpListener,
-    node: Arc<Node>,
-    protocol: &'static str,
-    handler: fn(TcpStream, SocketAddr, Arc<Node>) -> ConnFuture,
-) {
+async fn accept_loop(listener: TcpListener, node: Arc<Node>, service: Service) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(%protocol, error = %e, "accept failed");
+                tracing::warn!(service = service.name(), error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -121,8 +221,25 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let node = node.clone();
         tokio::spawn(async move {
-            if let Err(e) = handler(stream, peer, node).await {
-                tracing::debug!(%protocol, %peer, error = %e, "connection ended with an error");
+            let conn = if service.implicit_tls() {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, node.tls.accept(stream)).await {
+                    Ok(Ok(tls)) => tls::Conn::Tls(Box::new(tls)),
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            } else {
+                tls::Conn::Plain(stream)
+            };
+            let result = if service.is_pop3() {
+                pop3_conn::serve(conn, peer, node, service).await
+            } else {
+                smtp_conn::serve(conn, peer, node, service).await
+            };
+            if let Err(e) = result {
+                tracing::debug!(service = service.name(), %peer, error = %e, "connection ended with an error");
             }
         });
     }

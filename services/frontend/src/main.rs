@@ -1,8 +1,7 @@
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use mailroot_frontend::{FrontendConfig, Handshake, Node, StoreClient};
+use mailroot_frontend::{FrontendConfig, Handshake, Node, Service, StoreClient};
 use tracing_subscriber::EnvFilter;
 
 fn fail(code: i32, msg: String) -> ! {
@@ -45,13 +44,30 @@ async fn main() {
             "store unreachable; starting anyway, clients get try-later answers until it is back"
         ),
     }
-    let pop3 = bind("pop3", &config.pop3).await;
-    let smtp = bind("smtp", &config.smtp).await;
-    let node = Arc::new(Node { config, store });
+    let tls = mailroot_frontend::tls::acceptor(
+        config.tls_cert.as_deref(),
+        config.tls_key.as_deref(),
+        &config.hostname,
+    )
+    .unwrap_or_else(|e| fail(2, e.to_string()));
+    let mut listeners = vec![
+        (Service::Pop3, bind("pop3", &config.pop3).await),
+        (Service::Smtp, bind("smtp", &config.smtp).await),
+    ];
+    for (service, addr) in [
+        (Service::Submission, &config.submission),
+        (Service::Smtps, &config.smtps),
+        (Service::Pop3s, &config.pop3s),
+    ] {
+        if let Some(addr) = addr {
+            listeners.push((service, bind(service.name(), addr).await));
+        }
+    }
+    let node = Node::new(config, store, tls);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    if let Err(e) = mailroot_frontend::run(node, pop3, smtp, shutdown).await {
+    if let Err(e) = mailroot_frontend::run(node, listeners, shutdown).await {
         fail(1, e.to_string());
     }
 }

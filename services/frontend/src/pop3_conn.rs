@@ -10,12 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 use crate::config::POP3_IDLE_TIMEOUT;
 use crate::store_client::Session;
-use crate::{Node, replies};
+use crate::tls::Conn;
+use crate::{Node, Service, replies};
 
 const IDLE_TIMEOUT_REPLY: &[u8] = b"-ERR autologout timer expired, closing connection\r\n";
 
@@ -25,10 +26,12 @@ struct Held {
     renewer: JoinHandle<()>,
 }
 
-pub async fn serve<S>(stream: S, peer: SocketAddr, node: Arc<Node>) -> std::io::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+pub async fn serve(
+    stream: Conn,
+    peer: SocketAddr,
+    node: Arc<Node>,
+    _service: Service,
+) -> std::io::Result<()> {
     let session = Session::new(&node.config.hostname);
     let mut held: Option<Held> = None;
     let result = drive(stream, peer, &node, &session, &mut held).await;
@@ -42,17 +45,14 @@ where
     result
 }
 
-async fn drive<S>(
-    mut stream: S,
+async fn drive(
+    mut stream: Conn,
     peer: SocketAddr,
     node: &Arc<Node>,
     session: &Session,
     held: &mut Option<Held>,
-) -> std::io::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut pop = pop3::Session::new(node.pop3_config());
+) -> std::io::Result<()> {
+    let mut pop = pop3::Session::new(node.pop3_config(stream.is_tls()));
     stream.write_all(&pop.greeting()).await?;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
@@ -61,14 +61,23 @@ where
             match action {
                 pop3::Action::Send(bytes) => out.extend_from_slice(&bytes),
                 pop3::Action::Authenticate { user, password } => {
-                    let result = node.store.open_maildrop(&user, &password, session).await;
+                    let ip = peer.ip().to_string();
+                    let result = node
+                        .store
+                        .open_maildrop(&user, &password, session, &ip)
+                        .await;
                     let outcome = replies::auth(&result);
                     match result {
                         Ok(reply) => {
                             tracing::info!(%peer, mailbox = %reply.mailbox, messages = reply.messages.len(), "POP3 login");
                             let ttl = Duration::from_millis(reply.lease_ttl_ms.max(300));
                             *held = Some(Held {
-                                renewer: spawn_renewer(node.clone(), reply.mailbox.clone(), session.clone(), ttl),
+                                renewer: spawn_renewer(
+                                    node.clone(),
+                                    reply.mailbox.clone(),
+                                    session.clone(),
+                                    ttl,
+                                ),
                                 mailbox: reply.mailbox,
                             });
                         }
@@ -94,6 +103,16 @@ where
                         (None, false) => Err(pop3::CommitError::TempFailure),
                     };
                     pop.commit_done(result);
+                }
+                pop3::Action::StartTls => {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                    stream.flush().await?;
+                    if let Err(e) = stream.upgrade(&node.tls).await {
+                        tracing::debug!(%peer, error = %e, "STLS handshake failed");
+                        return Ok(());
+                    }
+                    pop.tls_started();
                 }
                 pop3::Action::Close => {
                     stream.write_all(&out).await?;
@@ -125,7 +144,12 @@ where
 
 /// Renews the lease every third of its TTL until aborted. A lease taken over by another
 /// session is lost for good: the store's fencing then refuses this session's deletions.
-fn spawn_renewer(node: Arc<Node>, mailbox: String, session: Session, ttl: Duration) -> JoinHandle<()> {
+fn spawn_renewer(
+    node: Arc<Node>,
+    mailbox: String,
+    session: Session,
+    ttl: Duration,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(ttl / 3);
         tick.tick().await;

@@ -20,11 +20,16 @@ fn log_temp(what: &str, status: &Status) {
     tracing::warn!(code = ?status.code(), error = %status.message(), "{what}: answering try-later");
 }
 
-pub fn rcpt(result: Result<CheckRecipientReply, Status>) -> smtp::RcptVerdict {
+/// RCPT verdict. `authenticated`: the client passed SMTP AUTH on a submission port, so a
+/// non-hosted recipient is outbound mail rather than a relay attempt.
+pub fn rcpt(result: Result<CheckRecipientReply, Status>, authenticated: bool) -> smtp::RcptVerdict {
     match result {
         Ok(r) => match RecipientStatus::try_from(r.status) {
             Ok(RecipientStatus::Accept) => smtp::RcptVerdict::Accept,
             Ok(RecipientStatus::UnknownUser) => smtp::RcptVerdict::UnknownUser,
+            Ok(RecipientStatus::RelayDenied) if authenticated => {
+                smtp::RcptVerdict::Refused(NO_OUTBOUND.to_string())
+            }
             Ok(RecipientStatus::RelayDenied) => smtp::RcptVerdict::RelayDenied,
             Ok(RecipientStatus::MailboxFull) => smtp::RcptVerdict::MailboxFull,
             Ok(RecipientStatus::TooBig) => smtp::RcptVerdict::TooBig,
@@ -34,6 +39,28 @@ pub fn rcpt(result: Result<CheckRecipientReply, Status>) -> smtp::RcptVerdict {
             log_temp("RCPT", &status);
             smtp::RcptVerdict::TempFailure
         }
+    }
+}
+
+/// Said to an authenticated sender for a non-hosted recipient until the outbound queue exists:
+/// refused clearly at RCPT time, never accepted and dropped.
+pub const NO_OUTBOUND: &str =
+    "delivery to other domains is not available yet (no outbound queue); not accepted";
+
+pub fn smtp_auth(result: Result<proto::v1::AuthenticateReply, Status>) -> smtp::AuthVerdict {
+    match result {
+        Ok(reply) => smtp::AuthVerdict::Ok {
+            senders: reply.senders,
+        },
+        Err(status) => match reason(&status) {
+            "bad-credentials" | "invalid-name" | "unknown-mailbox" | "locked" => {
+                smtp::AuthVerdict::Invalid
+            }
+            _ => {
+                log_temp("SMTP AUTH", &status);
+                smtp::AuthVerdict::TempFailure
+            }
+        },
     }
 }
 
@@ -84,10 +111,63 @@ pub fn deliver(
         }
     }
     if any_stored {
-        (smtp::DeliverVerdict::Stored { id: id.to_string() }, failures)
+        (
+            smtp::DeliverVerdict::Stored { id: id.to_string() },
+            failures,
+        )
     } else if all_too_big {
         (smtp::DeliverVerdict::TooBig, vec![])
     } else {
         (smtp::DeliverVerdict::MailboxFull, vec![])
     }
+}
+
+pub fn auth(result: &Result<proto::v1::OpenMaildropReply, Status>) -> pop3::AuthOutcome {
+    match result {
+        Ok(reply) => pop3::AuthOutcome::Ok {
+            messages: reply
+                .messages
+                .iter()
+                .map(|m| pop3::MessageInfo {
+                    uidl: m.uidl.clone(),
+                    size: m.size,
+                })
+                .collect(),
+        },
+        Err(status) => match reason(status) {
+            "bad-credentials" | "invalid-name" | "unknown-mailbox" => {
+                pop3::AuthOutcome::BadCredentials
+            }
+            "locked" => pop3::AuthOutcome::Locked,
+            "in-use" => pop3::AuthOutcome::InUse,
+            // "throttled" and store trouble: try again later.
+            _ => {
+                log_temp("POP3 login", status);
+                pop3::AuthOutcome::TempFailure
+            }
+        },
+    }
+}
+
+pub fn fetch(result: Result<Vec<u8>, Status>) -> Result<Vec<u8>, pop3::FetchError> {
+    result.map_err(|status| match reason(&status) {
+        "no-such-message" | "unknown-mailbox" => pop3::FetchError::Gone,
+        _ => {
+            log_temp("RETR", &status);
+            pop3::FetchError::TempFailure
+        }
+    })
+}
+
+pub fn commit(result: Result<u32, Status>) -> Result<(), pop3::CommitError> {
+    result.map(|_| ()).map_err(|status| match reason(&status) {
+        "lease-lost" => {
+            tracing::warn!("POP3 commit refused: the maildrop lease was lost (fenced)");
+            pop3::CommitError::LostLock
+        }
+        _ => {
+            log_temp("POP3 commit", &status);
+            pop3::CommitError::TempFailure
+        }
+    })
 }

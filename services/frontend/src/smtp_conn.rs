@@ -5,29 +5,36 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use proto::v1::DeliverRequest;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::SMTP_IDLE_TIMEOUT;
-use crate::{Node, dsn, replies};
+use crate::tls::Conn;
+use crate::{Node, Service, dsn, replies};
 
 const IDLE_TIMEOUT_REPLY: &[u8] = b"421 4.4.2 idle timeout, closing connection\r\n";
 
-pub async fn serve<S>(mut stream: S, peer: SocketAddr, node: Arc<Node>) -> std::io::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut session = smtp::Session::new(node.smtp_config());
+pub async fn serve(
+    mut stream: Conn,
+    peer: SocketAddr,
+    node: Arc<Node>,
+    service: Service,
+) -> std::io::Result<()> {
+    let mut session = smtp::Session::new(node.smtp_config(service, stream.is_tls()));
     stream.write_all(&session.greeting()).await?;
+    let mut authenticated = false;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         while let Some(action) = session.poll() {
             match action {
                 smtp::Action::Send(bytes) => out.extend_from_slice(&bytes),
-                smtp::Action::CheckRecipient { address, declared_size } => {
+                smtp::Action::CheckRecipient {
+                    address,
+                    declared_size,
+                } => {
                     let size = declared_size.unwrap_or(0);
-                    let verdict = replies::rcpt(node.store.check_recipient(&address, size).await);
-                    session.rcpt_done(verdict);
+                    let result = node.store.check_recipient(&address, size).await;
+                    session.rcpt_done(replies::rcpt(result, authenticated));
                 }
                 smtp::Action::Deliver { envelope, message } => {
                     // Let the client see earlier pipelined replies while the store writes.
@@ -35,6 +42,32 @@ where
                     out.clear();
                     let verdict = deliver(&node, peer, envelope, message).await;
                     session.deliver_done(verdict);
+                }
+                smtp::Action::StartTls => {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                    stream.flush().await?;
+                    if let Err(e) = stream.upgrade(&node.tls).await {
+                        tracing::debug!(%peer, error = %e, "STARTTLS handshake failed");
+                        return Ok(());
+                    }
+                    session.tls_started();
+                }
+                smtp::Action::Authenticate {
+                    authzid,
+                    user,
+                    password,
+                } => {
+                    let verdict = if !authzid.is_empty() && authzid != user {
+                        // Acting for someone else (proxy authorization) is not offered.
+                        smtp::AuthVerdict::Invalid
+                    } else {
+                        let ip = peer.ip().to_string();
+                        replies::smtp_auth(node.store.authenticate(&user, &password, &ip).await)
+                    };
+                    authenticated = matches!(verdict, smtp::AuthVerdict::Ok { .. });
+                    tracing::info!(%peer, %user, ok = authenticated, "SMTP AUTH");
+                    session.auth_done(verdict);
                 }
                 smtp::Action::Close => {
                     stream.write_all(&out).await?;

@@ -136,6 +136,7 @@ impl StoreClient {
         user: &str,
         password: &str,
         session: &Session,
+        client_ip: &str,
     ) -> Result<OpenMaildropReply, Status> {
         self.call(|mut c| {
             let req = OpenMaildropRequest {
@@ -143,8 +144,26 @@ impl StoreClient {
                 password: password.to_string(),
                 session_id: session.id.clone(),
                 node: session.node.clone(),
+                client_ip: client_ip.to_string(),
             };
             async move { c.open_maildrop(req).await }
+        })
+        .await
+    }
+
+    pub async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        client_ip: &str,
+    ) -> Result<AuthenticateReply, Status> {
+        self.call(|mut c| {
+            let req = AuthenticateRequest {
+                user: user.to_string(),
+                password: password.to_string(),
+                client_ip: client_ip.to_string(),
+            };
+            async move { c.authenticate(req).await }
         })
         .await
     }
@@ -177,6 +196,21 @@ impl StoreClient {
         })
         .await
         .map(|r| r.deleted)
+    }
+
+    /// Opens the settings stream (current value first, then every change).
+    pub async fn watch_settings(
+        &self,
+        node_name: &str,
+    ) -> Result<tonic::Streaming<Settings>, Status> {
+        let req = WatchSettingsRequest {
+            node_name: node_name.to_string(),
+        };
+        self.inner
+            .clone()
+            .watch_settings(req)
+            .await
+            .map(|r| r.into_inner())
     }
 
     /// One renewal try; the renewal loop itself is the retry.

@@ -1,0 +1,131 @@
+//! TLS for the mail ports (rustls with its default aws-lc-rs provider, the one crypto
+//! provider in the process): STARTTLS/STLS upgrades and implicit-TLS listeners share one
+//! acceptor. With no `--tls-cert/--tls-key`, a self-signed certificate for the host name is
+//! generated at start (rcgen) and a warning is logged.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// Builds the acceptor from PEM files, or from a fresh self-signed certificate.
+pub fn acceptor(
+    cert: Option<&str>,
+    key: Option<&str>,
+    hostname: &str,
+) -> anyhow::Result<TlsAcceptor> {
+    let (chain, key) = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| anyhow::anyhow!("--tls-cert {cert}: {e}"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("--tls-cert {cert}: {e}"))?;
+            if chain.is_empty() {
+                anyhow::bail!("--tls-cert {cert}: no certificate in the file");
+            }
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| anyhow::anyhow!("--tls-key {key}: {e}"))?;
+            (chain, key)
+        }
+        (None, None) => {
+            tracing::warn!(%hostname, "no --tls-cert/--tls-key given: using a self-signed certificate generated at start; clients will not trust it");
+            let cert = rcgen::generate_simple_self_signed(vec![hostname.to_string()])?;
+            let key = PrivateKeyDer::try_from(cert.signing_key.serialize_der())
+                .map_err(|e| anyhow::anyhow!("generated key: {e}"))?;
+            (vec![cert.cert.der().clone()], key)
+        }
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A client connection: plain TCP, or TLS (implicit, or after STARTTLS/STLS).
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only during an upgrade; never seen by I/O.
+    Upgrading,
+}
+
+impl Conn {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Conn::Tls(_))
+    }
+
+    /// STARTTLS/STLS: the TLS handshake on the same TCP connection. Whatever the client sent
+    /// in plaintext after the command and before the handshake is the session's to discard;
+    /// bytes still in the socket are read by the handshake and make it fail.
+    pub async fn upgrade(&mut self, acceptor: &TlsAcceptor) -> io::Result<()> {
+        match std::mem::replace(self, Conn::Upgrading) {
+            Conn::Plain(tcp) => {
+                let tls = acceptor.accept(tcp).await?;
+                *self = Conn::Tls(Box::new(tls));
+                Ok(())
+            }
+            other => {
+                *self = other;
+                Err(io::Error::other("connection is already TLS"))
+            }
+        }
+    }
+}
+
+fn upgrading() -> io::Error {
+    io::Error::other("I/O during TLS upgrade")
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+}
