@@ -52,6 +52,10 @@ pub struct FrontendConfig {
     /// PEM private key for `--tls-cert`.
     #[arg(long, env = "MAILROOT_TLS_KEY")]
     pub tls_key: Option<String>,
+    /// Networks (CIDR, comma-separated) of load balancers that send a PROXY protocol v2
+    /// header; connections from them must carry one, connections from elsewhere must not.
+    #[arg(long, env = "MAILROOT_PROXY_FROM", default_value = "")]
+    pub proxy_protocol_from: String,
 }
 
 impl FrontendConfig {
@@ -76,6 +80,7 @@ impl FrontendConfig {
                 self.hostname
             ));
         }
+        crate::proxy::parse_networks(&self.proxy_protocol_from)?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("--tls-cert and --tls-key go together".into());
         }

@@ -8,12 +8,14 @@
 //! - `smtp_conn.rs`    — drives `smtp::Session` (services/smtp) over a socket; trace headers.
 //! - `dsn.rs`          — RFC 3464 delivery status notifications for partly failed deliveries.
 //! - `pop3_conn.rs`    — drives `pop3::Session` (services/pop3) over a socket.
+//! - `proxy.rs`        — PROXY protocol v2 from the load balancer (real client addresses).
 //! - `tls.rs`          — the rustls acceptor (PEM or self-signed) and the upgradable `Conn`.
 //! - `lib.rs`          — `Node` (shared per-process state), `Service` and the accept loops.
 
 pub mod config;
 pub mod dsn;
 pub mod pop3_conn;
+pub mod proxy;
 pub mod replies;
 pub mod smtp_conn;
 pub mod store_client;
@@ -39,6 +41,8 @@ pub struct Node {
     pub settings: watch::Receiver<Settings>,
     /// For STARTTLS/STLS and the implicit-TLS listeners.
     pub tls: TlsAcceptor,
+    /// Load balancers whose connections start with a PROXY v2 header.
+    pub proxy_from: Vec<ipnet::IpNet>,
 }
 
 impl Node {
@@ -46,11 +50,13 @@ impl Node {
     pub fn new(config: FrontendConfig, store: StoreClient, tls: TlsAcceptor) -> Arc<Node> {
         let (tx, rx) = watch::channel(Settings::default());
         tokio::spawn(follow_settings(store.clone(), config.hostname.clone(), tx));
+        let proxy_from = proxy::parse_networks(&config.proxy_protocol_from).unwrap_or_default();
         Arc::new(Node {
             config,
             store,
             settings: rx,
             tls,
+            proxy_from,
         })
     }
 
@@ -209,7 +215,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn accept_loop(listener: TcpListener, node: Arc<Node>, service: Service) {
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let (mut stream, mut peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -221,6 +227,15 @@ async fn accept_loop(listener: TcpListener, node: Arc<Node>, service: Service) {
         let _ = stream.set_nodelay(true);
         let node = node.clone();
         tokio::spawn(async move {
+            if proxy::expected_from(&node.proxy_from, &peer) {
+                match proxy::read_header(&mut stream, peer).await {
+                    Ok(client) => peer = client,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "no valid PROXY header from the balancer");
+                        return;
+                    }
+                }
+            }
             let conn = if service.implicit_tls() {
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, node.tls.accept(stream)).await {
                     Ok(Ok(tls)) => tls::Conn::Tls(Box::new(tls)),
