@@ -62,6 +62,18 @@ impl SmtpClient {
         })
     }
 
+    /// Takes over an already connected stream (e.g. after writing a PROXY header).
+    pub fn from_stream(stream: TcpStream) -> std::io::Result<SmtpClient> {
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let banner = Self::read_reply_from(&mut reader)?;
+        Ok(SmtpClient {
+            reader,
+            stream,
+            banner,
+        })
+    }
+
     fn read_reply_from(r: &mut BufReader<TcpStream>) -> std::io::Result<String> {
         let mut all = String::new();
         loop {

@@ -232,9 +232,16 @@ impl TestCluster {
 
     /// Starts one more front-end process (not added to `frontends`) with the given GUID.
     pub fn start_frontend(&self, guid: &str) -> Frontend {
+        self.start_frontend_with(guid, &[])
+    }
+
+    /// Like `start_frontend`, with extra command-line arguments.
+    pub fn start_frontend_with(&self, guid: &str, extra: &[&str]) -> Frontend {
         let n = self.frontends.len();
+        let mut cmd = self.frontend_command(guid);
+        cmd.args(extra);
         let (proc, pairs) = Proc::start(
-            self.frontend_command(guid),
+            cmd,
             self.dir.path().join(format!(
                 "frontend-{n}-{}.log",
                 uuid::Uuid::new_v4().simple()
