@@ -14,6 +14,10 @@ pub const POP3_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const SMTP_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// How long a front-end keeps retrying one store call before answering "try later".
 pub const STORE_RETRY_BUDGET: Duration = Duration::from_secs(3);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 20;
+/// Longest a connection may last at all (slowloris clients that trickle bytes).
+pub const DEFAULT_SESSION_TIMEOUT_SECS: u64 = 30 * 60;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -56,6 +60,19 @@ pub struct FrontendConfig {
     /// header; connections from them must carry one, connections from elsewhere must not.
     #[arg(long, env = "MAILROOT_PROXY_FROM", default_value = "")]
     pub proxy_protocol_from: String,
+    /// Most simultaneous client connections on this node.
+    #[arg(long, env = "MAILROOT_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Most simultaneous client connections from one IP address.
+    #[arg(long, env = "MAILROOT_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
+    /// Seconds a client may stay silent (default: RFC 5321's 5 minutes for SMTP, RFC 1939's
+    /// 10 minutes for POP3).
+    #[arg(long, env = "MAILROOT_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Seconds a connection may last in all.
+    #[arg(long, env = "MAILROOT_SESSION_TIMEOUT", default_value_t = DEFAULT_SESSION_TIMEOUT_SECS)]
+    pub session_timeout: u64,
 }
 
 impl FrontendConfig {

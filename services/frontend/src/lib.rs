@@ -21,8 +21,11 @@ pub mod smtp_conn;
 pub mod store_client;
 pub mod tls;
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use proto::v1::Settings;
@@ -43,6 +46,36 @@ pub struct Node {
     pub tls: TlsAcceptor,
     /// Load balancers whose connections start with a PROXY v2 header.
     pub proxy_from: Vec<ipnet::IpNet>,
+    connections: Mutex<Connections>,
+}
+
+#[derive(Default)]
+struct Connections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// A counted client connection; dropping it gives the slot back.
+pub struct Slot {
+    node: Arc<Node>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self
+            .node
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_ip.remove(&self.ip);
+            }
+        }
+    }
 }
 
 impl Node {
@@ -57,7 +90,31 @@ impl Node {
             settings: rx,
             tls,
             proxy_from,
+            connections: Mutex::new(Connections::default()),
         })
+    }
+
+    /// Takes a connection slot, or None when the node or the client IP is at its limit.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut c = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let from_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
+        if c.total >= self.config.max_connections || from_ip >= self.config.max_connections_per_ip {
+            return None;
+        }
+        c.total += 1;
+        *c.per_ip.entry(ip).or_default() += 1;
+        Some(Slot {
+            node: self.clone(),
+            ip,
+        })
+    }
+
+    pub fn idle_timeout(&self, service: Service) -> Duration {
+        match (self.config.idle_timeout, service.is_pop3()) {
+            (Some(secs), _) => Duration::from_secs(secs),
+            (None, true) => config::POP3_IDLE_TIMEOUT,
+            (None, false) => config::SMTP_IDLE_TIMEOUT,
+        }
     }
 
     pub fn smtp_config(&self, service: Service, secure: bool) -> smtp::Config {
@@ -236,6 +293,19 @@ async fn accept_loop(listener: TcpListener, node: Arc<Node>, service: Service) {
                     }
                 }
             }
+            let Some(_slot) = node.admit(peer.ip()) else {
+                tracing::warn!(%peer, service = service.name(), "connection limit reached");
+                let refusal: &[u8] = if service.is_pop3() {
+                    b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
+                } else {
+                    b"421 4.7.0 too many connections, try again later\r\n"
+                };
+                use tokio::io::AsyncWriteExt;
+                if !service.implicit_tls() {
+                    let _ = stream.write_all(refusal).await;
+                }
+                return;
+            };
             let conn = if service.implicit_tls() {
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, node.tls.accept(stream)).await {
                     Ok(Ok(tls)) => tls::Conn::Tls(Box::new(tls)),
@@ -248,10 +318,15 @@ async fn accept_loop(listener: TcpListener, node: Arc<Node>, service: Service) {
             } else {
                 tls::Conn::Plain(stream)
             };
-            let result = if service.is_pop3() {
-                pop3_conn::serve(conn, peer, node, service).await
+            let limit = Duration::from_secs(node.config.session_timeout);
+            let served = if service.is_pop3() {
+                tokio::time::timeout(limit, pop3_conn::serve(conn, peer, node, service)).await
             } else {
-                smtp_conn::serve(conn, peer, node, service).await
+                tokio::time::timeout(limit, smtp_conn::serve(conn, peer, node, service)).await
+            };
+            let Ok(result) = served else {
+                tracing::info!(%peer, service = service.name(), "session time limit reached, closed");
+                return;
             };
             if let Err(e) = result {
                 tracing::debug!(service = service.name(), %peer, error = %e, "connection ended with an error");

@@ -13,7 +13,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-use crate::config::POP3_IDLE_TIMEOUT;
 use crate::store_client::Session;
 use crate::tls::Conn;
 use crate::{Node, Service, replies};
@@ -30,11 +29,11 @@ pub async fn serve(
     stream: Conn,
     peer: SocketAddr,
     node: Arc<Node>,
-    _service: Service,
+    service: Service,
 ) -> std::io::Result<()> {
     let session = Session::new(&node.config.hostname);
     let mut held: Option<Held> = None;
-    let result = drive(stream, peer, &node, &session, &mut held).await;
+    let result = drive(stream, peer, &node, service, &session, &mut held).await;
     if let Some(h) = held {
         h.renewer.abort();
         if let Err(status) = node.store.close(&h.mailbox, &session).await {
@@ -49,6 +48,7 @@ async fn drive(
     mut stream: Conn,
     peer: SocketAddr,
     node: &Arc<Node>,
+    service: Service,
     session: &Session,
     held: &mut Option<Held>,
 ) -> std::io::Result<()> {
@@ -128,7 +128,8 @@ async fn drive(
         if pop.is_closed() {
             return Ok(());
         }
-        let n = match tokio::time::timeout(POP3_IDLE_TIMEOUT, stream.read(&mut buf)).await {
+        let n = match tokio::time::timeout(node.idle_timeout(service), stream.read(&mut buf)).await
+        {
             Ok(r) => r?,
             Err(_) => {
                 stream.write_all(IDLE_TIMEOUT_REPLY).await.ok();

@@ -39,7 +39,9 @@ pub fn expected_from(networks: &[IpNet], peer: &SocketAddr) -> bool {
 /// Reads exactly one PROXY v2 header from `stream` and returns the client address it names
 /// (`peer` itself for a LOCAL command, e.g. a balancer's health check).
 pub async fn read_header(stream: &mut TcpStream, peer: SocketAddr) -> std::io::Result<SocketAddr> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("PROXY v2: {what}"));
+    let bad = |what: &str| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("PROXY v2: {what}"))
+    };
     let mut fixed = [0u8; 16];
     tokio::time::timeout(HEADER_TIMEOUT, stream.read_exact(&mut fixed))
         .await

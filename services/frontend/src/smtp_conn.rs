@@ -7,7 +7,6 @@ use std::sync::Arc;
 use proto::v1::DeliverRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::SMTP_IDLE_TIMEOUT;
 use crate::tls::Conn;
 use crate::{Node, Service, dsn, replies};
 
@@ -83,7 +82,8 @@ pub async fn serve(
         if session.is_closed() {
             return Ok(());
         }
-        let n = match tokio::time::timeout(SMTP_IDLE_TIMEOUT, stream.read(&mut buf)).await {
+        let n = match tokio::time::timeout(node.idle_timeout(service), stream.read(&mut buf)).await
+        {
             Ok(r) => r?,
             Err(_) => {
                 stream.write_all(IDLE_TIMEOUT_REPLY).await.ok();
