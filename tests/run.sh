@@ -32,3 +32,6 @@ echo "==> building binaries"
 cargo build --workspace --bins
 echo "==> cargo test"
 MAILROOT_REQUIRE_CLIENTS=1 MAILROOT_REQUIRE_S3=1 cargo test --workspace
+
+# A short, bounded fuzz run of every target (tests/fuzz.sh runs them longer on request).
+./tests/fuzz.sh "${MAILROOT_FUZZ_SECONDS:-60}"
