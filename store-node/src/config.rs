@@ -30,9 +30,27 @@ pub struct StoreConfig {
     /// Base delay (ms) of the growing delay after failed logins (cluster-wide throttling).
     #[arg(long, env = "MAILROOT_LOGIN_DELAY_MS", default_value_t = DEFAULT_LOGIN_DELAY_MS)]
     pub login_delay_ms: u64,
+    /// CA (PEM) that signs front-end and admin certificates: turns on mutual TLS on the gRPC
+    /// port. Made by `mailrootctl cluster init`.
+    #[arg(long, env = "MAILROOT_CLUSTER_CA")]
+    pub cluster_ca: Option<String>,
+    /// This store's certificate (PEM) for the gRPC port.
+    #[arg(long, env = "MAILROOT_CLUSTER_CERT")]
+    pub cluster_cert: Option<String>,
+    /// Key (PEM) of `--cluster-cert`.
+    #[arg(long, env = "MAILROOT_CLUSTER_KEY")]
+    pub cluster_key: Option<String>,
+    /// Serve plaintext gRPC on a non-loopback address (the admin token and passwords then cross
+    /// the network in clear; only for a private network you trust).
+    #[arg(long, env = "MAILROOT_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
 }
 
 impl StoreConfig {
+    pub fn mutual_tls(&self) -> bool {
+        self.cluster_ca.is_some()
+    }
+
     pub fn lease_ttl(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.lease_ttl)
     }
@@ -51,6 +69,22 @@ impl StoreConfig {
         }
         if !(0.5..=3600.0).contains(&self.lease_ttl) {
             return Err("--lease-ttl: must be between 0.5 and 3600 seconds".into());
+        }
+        let tls = [&self.cluster_ca, &self.cluster_cert, &self.cluster_key];
+        let given = tls.iter().filter(|x| x.is_some()).count();
+        if given != 0 && given != 3 {
+            return Err("--cluster-ca, --cluster-cert and --cluster-key go together".into());
+        }
+        let loopback = self
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        if given == 0 && !loopback && !self.insecure_plaintext {
+            return Err(format!(
+                "--listen {}: plaintext gRPC off loopback would send the admin token and passwords in clear; \
+                 give --cluster-ca/--cluster-cert/--cluster-key (mailrootctl cluster init) or --insecure-plaintext",
+                self.listen
+            ));
         }
         if self.data.is_empty() {
             return Err("--data: must not be empty".into());

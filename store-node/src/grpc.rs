@@ -13,12 +13,55 @@ use crate::store::{Recipient, Store};
 
 type Reply<T> = Result<Response<T>, Status>;
 
-/// Builds both services with their access checks.
+/// Role URIs carried in the subject alternative names of cluster certificates
+/// (`mailrootctl cluster init` issues them).
+pub const ROLE_FRONTEND: &str = "urn:mailroot:role:frontend";
+pub const ROLE_ADMIN: &str = "urn:mailroot:role:admin";
+
+/// With mutual TLS on, the caller's certificate must carry `role`.
+fn check_role(req: &Request<()>, role: &str) -> Result<(), Status> {
+    let Some(certs) = req.peer_certs() else {
+        return Err(Status::unauthenticated("a client certificate is required"));
+    };
+    let Some(leaf) = certs.first() else {
+        return Err(Status::unauthenticated("a client certificate is required"));
+    };
+    let roles = roles_of(leaf.as_ref());
+    if roles.iter().any(|r| r == role) {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "this certificate (roles {roles:?}) may not call this API; it needs {role}"
+        )))
+    }
+}
+
+fn roles_of(der: &[u8]) -> Vec<String> {
+    use x509_parser::prelude::*;
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return vec![];
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return vec![];
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(u) if u.starts_with("urn:mailroot:role:") => Some(u.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Builds both services with their access checks. `mutual_tls`: callers must also present a
+/// certificate with the right role (front-end for `Store`, admin for `Admin`).
 pub fn services(
     store: Store,
     auth_guid: String,
     admin_token: String,
     store_id: String,
+    mutual_tls: bool,
 ) -> (
     InterceptedService<StoreServer<StoreService>, impl tonic::service::Interceptor + Clone>,
     InterceptedService<AdminServer<AdminService>, impl tonic::service::Interceptor + Clone>,
@@ -31,6 +74,9 @@ pub fn services(
     .max_encoding_message_size(MAX_GRPC_MESSAGE);
     let admin = AdminServer::new(AdminService { store });
     let guid_check = move |req: Request<()>| -> Result<Request<()>, Status> {
+        if mutual_tls {
+            check_role(&req, ROLE_FRONTEND)?;
+        }
         match req.metadata().get(AUTH_GUID_HEADER).map(|v| v.as_bytes()) {
             Some(given) if constant_time_eq(given, auth_guid.as_bytes()) => Ok(req),
             Some(_) => Err(Status::unauthenticated(
@@ -41,6 +87,9 @@ pub fn services(
     };
     let expected = format!("Bearer {admin_token}");
     let token_check = move |req: Request<()>| -> Result<Request<()>, Status> {
+        if mutual_tls {
+            check_role(&req, ROLE_ADMIN)?;
+        }
         match req.metadata().get("authorization").map(|v| v.as_bytes()) {
             Some(given) if constant_time_eq(given, expected.as_bytes()) => Ok(req),
             _ => Err(Status::unauthenticated("admin token missing or wrong")),

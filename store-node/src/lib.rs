@@ -51,12 +51,36 @@ pub async fn run(
         config.auth_guid.clone(),
         config.admin_token.clone(),
         store_id,
+        config.mutual_tls(),
     );
     let addr = listener.local_addr()?;
     // Machine-readable readiness line for scripts and the test harness (stdout).
     println!("MAILROOT_READY store={addr}");
     tracing::info!(%addr, data = %config.data, "store node listening");
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let (Some(ca), Some(cert), Some(key)) = (
+        &config.cluster_ca,
+        &config.cluster_cert,
+        &config.cluster_key,
+    ) {
+        let read = |flag: &str, path: &str| {
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("--{flag} {path}: {e}"))
+        };
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                read("cluster-cert", cert)?,
+                read("cluster-key", key)?,
+            ))
+            .client_ca_root(tonic::transport::Certificate::from_pem(read(
+                "cluster-ca",
+                ca,
+            )?));
+        server = server.tls_config(tls)?;
+        tracing::info!("gRPC with mutual TLS: front-end and admin certificates required");
+    } else if config.insecure_plaintext {
+        tracing::warn!(listen = %config.listen, "INSECURE: plaintext gRPC off loopback (--insecure-plaintext); the admin token and passwords cross the network in clear");
+    }
+    server
         .add_service(front)
         .add_service(admin)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

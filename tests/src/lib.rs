@@ -140,6 +140,18 @@ pub struct TestCluster {
     pub store_addr: SocketAddr,
     pub frontends: Vec<Frontend>,
     starts: usize,
+    /// Extra options of every store / front-end / mailrootctl run (e.g. cluster TLS).
+    pub options: Options,
+}
+
+/// Extra command-line options for the processes of a cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub store: Vec<String>,
+    pub frontend: Vec<String>,
+    pub ctl: Vec<String>,
+    /// `https` when the store speaks TLS.
+    pub tls: bool,
 }
 
 impl Drop for TestCluster {
@@ -172,11 +184,26 @@ pub const LEASE_TTL: Duration = Duration::from_secs(2);
 impl TestCluster {
     /// Starts a store and `frontends` front-ends; nothing is configured yet.
     pub fn start(frontends: usize) -> TestCluster {
-        let dir = tempfile::tempdir().expect("temp dir");
+        TestCluster::start_with(
+            frontends,
+            Options::default(),
+            tempfile::tempdir().expect("temp dir"),
+        )
+    }
+
+    /// Like `start`, with extra options, in a given temp dir (which may already hold files
+    /// the options name, e.g. certificates).
+    pub fn start_with(frontends: usize, options: Options, dir: tempfile::TempDir) -> TestCluster {
         let auth_guid = uuid::Uuid::new_v4().to_string();
         let admin_token = format!("test-token-{}", uuid::Uuid::new_v4().simple());
-        let (store, pairs) =
-            Self::spawn_store(dir.path(), &auth_guid, &admin_token, "127.0.0.1:0", 0);
+        let (store, pairs) = Self::spawn_store(
+            dir.path(),
+            &auth_guid,
+            &admin_token,
+            "127.0.0.1:0",
+            0,
+            &options.store,
+        );
         let store_addr = addr_of(&pairs, "store");
         let mut cluster = TestCluster {
             dir,
@@ -186,6 +213,7 @@ impl TestCluster {
             store_addr,
             frontends: Vec::new(),
             starts: 1,
+            options,
         };
         for _ in 0..frontends {
             let fe = cluster.start_frontend(&cluster.auth_guid.clone());
@@ -210,6 +238,7 @@ impl TestCluster {
         token: &str,
         listen: &str,
         n: usize,
+        extra: &[String],
     ) -> (Proc, Vec<(String, String)>) {
         let mut cmd = Command::new(bin("mailroot-store"));
         cmd.args([
@@ -226,7 +255,8 @@ impl TestCluster {
         .args(["--lease-ttl", &LEASE_TTL.as_secs_f64().to_string()])
         // A small base for the growing delay after failed logins, so throttling tests reach
         // the refusal quickly.
-        .args(["--login-delay-ms", "20"]);
+        .args(["--login-delay-ms", "20"])
+        .args(extra);
         Proc::start(cmd, dir.join(format!("store-{n}.log")))
     }
 
@@ -257,11 +287,19 @@ impl TestCluster {
         }
     }
 
+    /// The front-end command with this cluster's extra front-end options.
     pub fn frontend_command(&self, guid: &str) -> Command {
+        let mut cmd = self.frontend_command_base(guid);
+        cmd.args(&self.options.frontend);
+        cmd
+    }
+
+    /// The front-end command without the extra options.
+    pub fn frontend_command_base(&self, guid: &str) -> Command {
         let mut cmd = Command::new(bin("mailroot-frontend"));
         cmd.args([
             "--store",
-            &format!("http://{}", self.store_addr),
+            &self.store_url(),
             "--auth-guid",
             guid,
             "--hostname",
@@ -280,6 +318,11 @@ impl TestCluster {
         cmd
     }
 
+    pub fn store_url(&self) -> String {
+        let scheme = if self.options.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.store_addr)
+    }
+
     /// kill -9 of the store process.
     pub fn kill_store(&mut self) {
         self.store.kill();
@@ -295,14 +338,16 @@ impl TestCluster {
             &self.admin_token,
             &listen,
             self.starts,
+            &self.options.store,
         );
         self.store = store;
     }
 
     pub fn ctl_command(&self) -> Command {
         let mut cmd = Command::new(bin("mailrootctl"));
-        cmd.env("MAILROOT_STORE", format!("http://{}", self.store_addr))
-            .env("MAILROOT_ADMIN_TOKEN", &self.admin_token);
+        cmd.env("MAILROOT_STORE", self.store_url())
+            .env("MAILROOT_ADMIN_TOKEN", &self.admin_token)
+            .args(&self.options.ctl);
         cmd
     }
 

@@ -11,7 +11,9 @@ use proto::v1::admin_client::AdminClient;
 use proto::v1::*;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+mod cluster;
 use tonic::{Request, Status};
 
 pub const DEFAULT_STORE: &str = "http://127.0.0.1:7070";
@@ -30,6 +32,15 @@ struct Cli {
         global = true
     )]
     admin_token: Option<String>,
+    /// Cluster CA (PEM) to verify the store with; turns on TLS to the store.
+    #[arg(long, env = "MAILROOT_CLUSTER_CA", global = true)]
+    cluster_ca: Option<String>,
+    /// Admin client certificate (PEM) from `cluster init`.
+    #[arg(long, env = "MAILROOT_CLUSTER_CERT", global = true)]
+    cluster_cert: Option<String>,
+    /// Key (PEM) of `--cluster-cert`.
+    #[arg(long, env = "MAILROOT_CLUSTER_KEY", global = true)]
+    cluster_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +64,21 @@ enum Command {
     /// Cluster-wide settings, live on every front-end within a second.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Cluster bootstrap.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Write a cluster CA, store/front-end/admin certificates, the auth GUID and the admin
+    /// token into DIR (nothing is overwritten).
+    Init {
+        dir: std::path::PathBuf,
+        /// Extra DNS names or IP addresses of the store (besides store, localhost, 127.0.0.1).
+        #[arg(long = "store-name")]
+        store_names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -225,24 +251,61 @@ fn read_password() -> Result<String, Failure> {
 }
 
 async fn connect(cli: &Cli) -> Result<Client, Failure> {
+    let endpoint = Endpoint::from_shared(cli.store.clone())
+        .map_err(|e| Failure::Usage(format!("--store {}: {e}", cli.store)))?
+        .connect_timeout(std::time::Duration::from_secs(5));
+    let endpoint = match (&cli.cluster_ca, &cli.cluster_cert, &cli.cluster_key) {
+        (None, None, None) => endpoint,
+        (Some(ca), Some(cert), Some(key)) => {
+            let read = |flag: &str, path: &str| {
+                std::fs::read(path).map_err(|e| Failure::Usage(format!("--{flag} {path}: {e}")))
+            };
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(read("cluster-ca", ca)?))
+                .identity(Identity::from_pem(
+                    read("cluster-cert", cert)?,
+                    read("cluster-key", key)?,
+                ));
+            endpoint
+                .tls_config(tls)
+                .map_err(|e| Failure::Usage(format!("TLS configuration: {e}")))?
+        }
+        _ => {
+            return Err(Failure::Usage(
+                "--cluster-ca, --cluster-cert and --cluster-key go together".into(),
+            ));
+        }
+    };
+    connect_endpoint(cli, endpoint).await
+}
+
+async fn connect_endpoint(cli: &Cli, endpoint: Endpoint) -> Result<Client, Failure> {
     let token = cli.admin_token.as_deref().ok_or_else(|| {
         Failure::Usage("--admin-token (or MAILROOT_ADMIN_TOKEN) is required".into())
     })?;
     let value = format!("Bearer {token}").parse().map_err(|_| {
         Failure::Usage("--admin-token has characters not allowed in a header".into())
     })?;
-    let channel = Endpoint::from_shared(cli.store.clone())
-        .map_err(|e| Failure::Usage(format!("--store {}: {e}", cli.store)))?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| {
-            Failure::Unreachable(format!("cannot reach the store at {}: {e}", cli.store))
-        })?;
+    let channel = endpoint.connect().await.map_err(|e| {
+        Failure::Unreachable(format!("cannot reach the store at {}: {e}", cli.store))
+    })?;
     Ok(AdminClient::with_interceptor(channel, Token(value)))
 }
 
 async fn execute(cli: Cli) -> Result<(), Failure> {
+    if let Command::Cluster(ClusterCmd::Init { dir, store_names }) = &cli.command {
+        let files = cluster::init(dir, store_names).map_err(|e| Failure::Refused(e.to_string()))?;
+        println!(
+            "cluster secrets written to {}: {}",
+            dir.display(),
+            files.join(" ")
+        );
+        println!("keep ca-key.pem offline; give store.pem/store-key.pem + ca.pem to the store,");
+        println!(
+            "frontend.pem/frontend-key.pem + ca.pem to front-ends, admin.pem/admin-key.pem to admins"
+        );
+        return Ok(());
+    }
     let mut c = connect(&cli).await?;
     match cli.command {
         Command::Domain(DomainCmd::Add { domain }) => {
@@ -395,6 +458,7 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
             );
             println!("version: {}", s.version);
         }
+        Command::Cluster(_) => unreachable!("handled before connecting"),
         Command::Alias(AliasCmd::Add { alias, targets }) => {
             c.add_alias(AliasRequest {
                 alias: alias.clone(),

@@ -70,6 +70,15 @@ pub struct FrontendConfig {
     /// 10 minutes for POP3).
     #[arg(long, env = "MAILROOT_IDLE_TIMEOUT")]
     pub idle_timeout: Option<u64>,
+    /// Cluster CA (PEM): turns on mutual TLS to the store (`mailrootctl cluster init`).
+    #[arg(long, env = "MAILROOT_CLUSTER_CA")]
+    pub cluster_ca: Option<String>,
+    /// This node's front-end certificate (PEM) for the store.
+    #[arg(long, env = "MAILROOT_CLUSTER_CERT")]
+    pub cluster_cert: Option<String>,
+    /// Key (PEM) of `--cluster-cert`.
+    #[arg(long, env = "MAILROOT_CLUSTER_KEY")]
+    pub cluster_key: Option<String>,
     /// Seconds a connection may last in all.
     #[arg(long, env = "MAILROOT_SESSION_TIMEOUT", default_value_t = DEFAULT_SESSION_TIMEOUT_SECS)]
     pub session_timeout: u64,
@@ -98,6 +107,11 @@ impl FrontendConfig {
             ));
         }
         crate::proxy::parse_networks(&self.proxy_protocol_from)?;
+        let cluster = [&self.cluster_ca, &self.cluster_cert, &self.cluster_key];
+        let given = cluster.iter().filter(|x| x.is_some()).count();
+        if given != 0 && given != 3 {
+            return Err("--cluster-ca, --cluster-cert and --cluster-key go together".into());
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("--tls-cert and --tls-key go together".into());
         }

@@ -175,10 +175,23 @@ pub enum Handshake {
     Ok {
         store_id: String,
     },
-    /// The store answered and refused our auth GUID: this node must not start.
-    GuidMismatch(String),
+    /// The store refused this node (auth GUID, certificate or role): it must not start.
+    Refused(String),
     /// The store did not answer in time; the node starts and recovers once it is back.
     Unreachable(String),
+}
+
+/// A TLS handshake the store (or we) refused: a certificate problem, not an outage.
+fn tls_rejection(status: &tonic::Status) -> Option<String> {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(status);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if text.contains("certificate") || text.contains("alert") {
+            return Some(format!("TLS with the store failed: {text}"));
+        }
+        source = e.source();
+    }
+    None
 }
 
 /// Says hello to the store, retrying until `patience` runs out.
@@ -191,8 +204,16 @@ pub async fn handshake(store: &StoreClient, node_name: &str, patience: Duration)
                     store_id: reply.store_id,
                 };
             }
-            Err(status) if status.code() == tonic::Code::Unauthenticated => {
-                return Handshake::GuidMismatch(status.message().to_string());
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                return Handshake::Refused(status.message().to_string());
+            }
+            Err(status) if tls_rejection(&status).is_some() => {
+                return Handshake::Refused(tls_rejection(&status).unwrap_or_default());
             }
             Err(status) => {
                 if tokio::time::Instant::now() >= deadline {

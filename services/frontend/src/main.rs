@@ -25,16 +25,34 @@ async fn main() {
     if let Err(e) = config.validate() {
         fail(2, e);
     }
-    let store = StoreClient::new(&config.store, &config.auth_guid)
+    let cluster_tls = match (
+        &config.cluster_ca,
+        &config.cluster_cert,
+        &config.cluster_key,
+    ) {
+        (Some(ca), Some(cert), Some(key)) => Some((ca.as_str(), cert.as_str(), key.as_str())),
+        _ => None,
+    };
+    let store = StoreClient::new(&config.store, &config.auth_guid, cluster_tls)
         .unwrap_or_else(|e| fail(2, format!("--store {}: {e}", config.store)));
     match mailroot_frontend::handshake(&store, &config.hostname, Duration::from_secs(10)).await {
         Handshake::Ok { store_id } => tracing::info!(%store_id, "joined the store"),
-        Handshake::GuidMismatch(detail) => {
+        Handshake::Refused(detail) if detail.contains("GUID") => {
             tracing::error!(store = %config.store, "auth GUID mismatch");
             fail(
                 1,
                 format!(
                     "auth GUID mismatch: the store at {} refused this node's --auth-guid ({detail}); refusing to start",
+                    config.store
+                ),
+            )
+        }
+        Handshake::Refused(detail) => {
+            tracing::error!(store = %config.store, %detail, "refused by the store");
+            fail(
+                1,
+                format!(
+                    "the store at {} refused this node: {detail}; refusing to start",
                     config.store
                 ),
             )

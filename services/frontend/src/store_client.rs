@@ -13,7 +13,7 @@ use proto::v1::*;
 use proto::{AUTH_GUID_HEADER, MAX_GRPC_MESSAGE};
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 
 use crate::config::STORE_RETRY_BUDGET;
@@ -62,12 +62,30 @@ pub fn is_transient(status: &Status) -> bool {
 }
 
 impl StoreClient {
-    pub fn new(url: &str, auth_guid: &str) -> anyhow::Result<StoreClient> {
-        let channel = Endpoint::from_shared(url.to_string())?
+    /// `tls`: (CA, certificate, key) PEM files for mutual TLS with the store.
+    pub fn new(
+        url: &str,
+        auth_guid: &str,
+        tls: Option<(&str, &str, &str)>,
+    ) -> anyhow::Result<StoreClient> {
+        let mut endpoint = Endpoint::from_shared(url.to_string())?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        if let Some((ca, cert, key)) = tls {
+            let read = |flag: &str, path: &str| {
+                std::fs::read(path).map_err(|e| anyhow::anyhow!("--{flag} {path}: {e}"))
+            };
+            endpoint = endpoint.tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(read("cluster-ca", ca)?))
+                    .identity(Identity::from_pem(
+                        read("cluster-cert", cert)?,
+                        read("cluster-key", key)?,
+                    )),
+            )?;
+        }
+        let channel = endpoint.connect_lazy();
         let guid: Guid = auth_guid.parse()?;
         let inner = RpcClient::with_interceptor(channel, GuidStamp(guid))
             .max_decoding_message_size(MAX_GRPC_MESSAGE)

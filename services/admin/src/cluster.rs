@@ -1,0 +1,115 @@
+//! `mailrootctl cluster init DIR`: everything a deployment needs to lock its links down —
+//! a cluster CA, the store's server certificate, a front-end and an admin client certificate
+//! (their role is a URI in the subject alternative names, which the store checks), the auth
+//! GUID and the admin token. Keys are written with mode 0600.
+
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+pub const ROLE_FRONTEND: &str = "urn:mailroot:role:frontend";
+pub const ROLE_ADMIN: &str = "urn:mailroot:role:admin";
+
+fn write(dir: &Path, name: &str, text: &str, secret: bool) -> anyhow::Result<()> {
+    let path = dir.join(name);
+    if path.exists() {
+        anyhow::bail!(
+            "{} exists already; not overwriting cluster secrets",
+            path.display()
+        );
+    }
+    std::fs::write(&path, text)?;
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let _ = secret;
+    Ok(())
+}
+
+fn leaf(
+    name: &str,
+    sans: Vec<SanType>,
+    usage: ExtendedKeyUsagePurpose,
+    ca: &Issuer<'_, KeyPair>,
+) -> anyhow::Result<(String, String)> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.subject_alt_names = sans;
+    params.extended_key_usages = vec![usage];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, ca)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Creates DIR (which must not hold earlier secrets) and writes the files.
+pub fn init(dir: &Path, store_names: &[String]) -> anyhow::Result<Vec<String>> {
+    std::fs::create_dir_all(dir)?;
+    let mut ca_params = CertificateParams::default();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "mailroot cluster CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate()?;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let ca_pem = ca_cert.pem();
+    let ca_key_pem = ca_key.serialize_pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let mut names = vec!["store".to_string(), "localhost".to_string()];
+    names.extend(store_names.iter().cloned());
+    let mut store_sans: Vec<SanType> = Vec::new();
+    for n in &names {
+        store_sans.push(match n.parse::<std::net::IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(n.as_str().try_into()?),
+        });
+    }
+    store_sans.push(SanType::IpAddress("127.0.0.1".parse()?));
+    let (store_pem, store_key) = leaf(
+        "mailroot store",
+        store_sans,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        &issuer,
+    )?;
+    let (fe_pem, fe_key) = leaf(
+        "mailroot front-end",
+        vec![SanType::URI(ROLE_FRONTEND.try_into()?)],
+        ExtendedKeyUsagePurpose::ClientAuth,
+        &issuer,
+    )?;
+    let (admin_pem, admin_key) = leaf(
+        "mailroot admin",
+        vec![SanType::URI(ROLE_ADMIN.try_into()?)],
+        ExtendedKeyUsagePurpose::ClientAuth,
+        &issuer,
+    )?;
+    let guid = uuid::Uuid::new_v4();
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let env = format!("MAILROOT_AUTH_GUID={guid}\nMAILROOT_ADMIN_TOKEN={token}\n");
+    let files = [
+        ("ca.pem", ca_pem.as_str(), false),
+        ("ca-key.pem", ca_key_pem.as_str(), true),
+        ("store.pem", store_pem.as_str(), false),
+        ("store-key.pem", store_key.as_str(), true),
+        ("frontend.pem", fe_pem.as_str(), false),
+        ("frontend-key.pem", fe_key.as_str(), true),
+        ("admin.pem", admin_pem.as_str(), false),
+        ("admin-key.pem", admin_key.as_str(), true),
+        ("cluster.env", env.as_str(), true),
+    ];
+    for (name, text, secret) in files {
+        write(dir, name, text, secret)?;
+    }
+    Ok(files.iter().map(|(n, _, _)| n.to_string()).collect())
+}

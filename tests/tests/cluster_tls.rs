@@ -1,0 +1,154 @@
+//! Issue 5, links between nodes: `mailrootctl cluster init`, mutual TLS with roles, and the
+//! refusal of plaintext gRPC off loopback.
+
+use std::path::Path;
+use std::process::Command;
+
+use mailroot_tests::{Options, Pop3Client, SmtpClient, TestCluster, bin};
+
+fn init(dir: &Path, sub: &str) -> std::path::PathBuf {
+    let out = Command::new(bin("mailrootctl"))
+        .args(["cluster", "init"])
+        .arg(dir.join(sub))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join(sub)
+}
+
+fn flags(dir: &Path, cert: &str) -> Vec<String> {
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    vec![
+        "--cluster-ca".into(),
+        p("ca.pem"),
+        "--cluster-cert".into(),
+        p(&format!("{cert}.pem")),
+        "--cluster-key".into(),
+        p(&format!("{cert}-key.pem")),
+    ]
+}
+
+#[test]
+fn mutual_tls_cluster_with_roles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = init(tmp.path(), "pki");
+    let other = init(tmp.path(), "other-pki");
+    // Secrets are not readable by others, and init never overwrites.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in [
+            "ca-key.pem",
+            "store-key.pem",
+            "frontend-key.pem",
+            "admin-key.pem",
+            "cluster.env",
+        ] {
+            let mode = std::fs::metadata(pki.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{f} mode {mode:o}");
+        }
+    }
+    let again = Command::new(bin("mailrootctl"))
+        .args(["cluster", "init"])
+        .arg(&pki)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    let options = Options {
+        store: flags(&pki, "store"),
+        frontend: flags(&pki, "frontend"),
+        ctl: flags(&pki, "admin"),
+        tls: true,
+    };
+    let c = TestCluster::start_with(1, options, tmp);
+    c.ctl_ok(&["domain", "add", "example.test"], None);
+    c.add_mailbox("alice@example.test", "pw-alice");
+    let mut s = SmtpClient::connect(c.fe(0).smtp).unwrap();
+    assert!(
+        s.send_mail(
+            "b@remote.test",
+            &["alice@example.test"],
+            b"Subject: tls\r\n\r\nx\r\n"
+        )
+        .unwrap()
+        .starts_with("250 ")
+    );
+    let mut p = Pop3Client::connect(c.fe(0).pop3).unwrap();
+    assert!(
+        p.login("alice@example.test", "pw-alice")
+            .unwrap()
+            .starts_with("+OK")
+    );
+
+    // A front-end identity cannot call admin RPCs, even with the admin token.
+    let out = Command::new(bin("mailrootctl"))
+        .env("MAILROOT_STORE", c.store_url())
+        .env("MAILROOT_ADMIN_TOKEN", &c.admin_token)
+        .args(flags(&pki, "frontend"))
+        .args(["domain", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("urn:mailroot:role:admin"), "{err}");
+    // The admin token alone, without a certificate, gets nowhere.
+    let out = Command::new(bin("mailrootctl"))
+        .env("MAILROOT_STORE", c.store_url())
+        .env("MAILROOT_ADMIN_TOKEN", &c.admin_token)
+        .args(["domain", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
+    // A front-end with an admin certificate (wrong role) or a certificate of another CA
+    // refuses to start.
+    for (dir, cert) in [(&pki, "admin"), (&other, "frontend")] {
+        let mut cmd = c.frontend_command_base(&c.auth_guid);
+        cmd.args(flags(dir, cert));
+        let out = cmd.output().unwrap();
+        assert!(
+            !out.status.success(),
+            "front-end with {cert} of {} started",
+            dir.display()
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("refused this node"), "{err}");
+    }
+}
+
+#[test]
+fn plaintext_grpc_off_loopback_needs_an_explicit_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = |extra: &[&str]| {
+        let mut cmd = Command::new(bin("mailroot-store"));
+        cmd.args([
+            "--listen",
+            "0.0.0.0:0",
+            "--auth-guid",
+            "5f0c1a52-7a39-4f7e-9d2b-0a4c4d2e8b11",
+        ])
+        .args(["--admin-token", "0123456789abcdef0123"])
+        .arg("--data")
+        .arg(tmp.path().join("d"))
+        .args(extra);
+        cmd
+    };
+    let out = base(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--insecure-plaintext"), "{err}");
+    // With the flag it starts, and says so loudly.
+    let (mut proc, _) =
+        mailroot_tests::Proc::start(base(&["--insecure-plaintext"]), tmp.path().join("s.log"));
+    mailroot_tests::eventually(
+        "the loud warning",
+        std::time::Duration::from_secs(10),
+        || proc.log_text().contains("INSECURE").then_some(()),
+    );
+    proc.kill();
+}
