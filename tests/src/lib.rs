@@ -268,8 +268,7 @@ impl TestCluster {
     /// Like `start_frontend`, with extra command-line arguments.
     pub fn start_frontend_with(&self, guid: &str, extra: &[&str]) -> Frontend {
         let n = self.frontends.len();
-        let mut cmd = self.frontend_command(guid);
-        cmd.args(extra);
+        let cmd = self.frontend_command_with(guid, extra);
         let (proc, pairs) = Proc::start(
             cmd,
             self.dir.path().join(format!(
@@ -289,7 +288,17 @@ impl TestCluster {
 
     /// The front-end command with this cluster's extra front-end options.
     pub fn frontend_command(&self, guid: &str) -> Command {
+        self.frontend_command_with(guid, &[])
+    }
+
+    fn frontend_command_with(&self, guid: &str, extra: &[&str]) -> Command {
         let mut cmd = self.frontend_command_base(guid);
+        cmd.args(extra);
+        if !extra.contains(&"--max-connections-per-ip") {
+            // Every test client comes from 127.0.0.1; load tests open more than the default
+            // per-IP limit at once.
+            cmd.args(["--max-connections-per-ip", "200"]);
+        }
         cmd.args(&self.options.frontend);
         cmd
     }
