@@ -863,7 +863,8 @@ impl Store {
                 .collect();
             (members, aliases)
         };
-        if !(members.is_empty() && aliases.is_empty()) && !force {
+        let empty = members.is_empty() && aliases.is_empty();
+        if !empty && !force {
             return Err(StoreError::DomainNotEmpty(
                 name,
                 members.len() + aliases.len(),

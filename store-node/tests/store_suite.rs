@@ -162,7 +162,7 @@ async fn roundtrip_and_restart(b: &Backend) {
     assert_eq!(store.fetch(&addr.to_string(), &delivery).await.unwrap(), m);
     assert_eq!(
         store
-            .commit("alice@example.test", "s1", &[delivery.clone()])
+            .commit("alice@example.test", "s1", std::slice::from_ref(&delivery))
             .await
             .unwrap(),
         1
@@ -471,7 +471,7 @@ async fn maildrop_lease_is_exclusive_expires_and_fences(b: &Backend) {
         "lease-lost"
     );
     let err = store
-        .commit("alice@example.test", "A", &[uidl.clone()])
+        .commit("alice@example.test", "A", std::slice::from_ref(&uidl))
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "lease-lost");
@@ -480,7 +480,7 @@ async fn maildrop_lease_is_exclusive_expires_and_fences(b: &Backend) {
     assert!(store.break_session("alice@example.test").unwrap());
     assert!(
         store
-            .commit("alice@example.test", "B", &[uidl.clone()])
+            .commit("alice@example.test", "B", std::slice::from_ref(&uidl))
             .await
             .is_err()
     );
