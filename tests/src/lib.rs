@@ -37,6 +37,23 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Whether a real mail client is installed. Missing: SKIP loudly, or fail when
+/// MAILROOT_REQUIRE_CLIENTS=1 (tests/run.sh installs the clients and sets it).
+pub fn have_client(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("MAILROOT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+            "{tool} is required (MAILROOT_REQUIRE_CLIENTS=1) but not installed"
+        );
+        eprintln!("SKIP: {tool} is not installed; run tests/run.sh to install the mail clients");
+    }
+    found
+}
+
 /// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
 pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

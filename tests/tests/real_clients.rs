@@ -5,24 +5,9 @@
 
 use std::process::Command;
 
-use mailroot_tests::TestCluster;
+use mailroot_tests::{TestCluster, have_client};
 
 const ALICE: &str = "alice@example.test";
-
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("MAILROOT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
-            "{tool} is required (MAILROOT_REQUIRE_CLIENTS=1) but not installed"
-        );
-        eprintln!("SKIP: {tool} is not installed; run tests/run.sh to install the mail clients");
-    }
-    found
-}
 
 fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -45,7 +30,7 @@ fn curl_pop3(addr: std::net::SocketAddr, path: &str, extra: &[&str]) -> Vec<u8> 
 
 #[test]
 fn swaks_sends_curl_retrieves_from_another_node() {
-    if !have("swaks") || !have("curl") {
+    if !have_client("swaks") || !have_client("curl") {
         return;
     }
     let c = TestCluster::with_mailboxes(2, &["alice"]);
@@ -93,7 +78,7 @@ fn swaks_sends_curl_retrieves_from_another_node() {
 
 #[test]
 fn mpop_retrieves_what_swaks_sent() {
-    if !have("swaks") || !have("mpop") {
+    if !have_client("swaks") || !have_client("mpop") {
         return;
     }
     let c = TestCluster::with_mailboxes(2, &["alice"]);

@@ -5,24 +5,9 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use mailroot_tests::{Pop3Client, SmtpClient, TestCluster};
+use mailroot_tests::{Pop3Client, SmtpClient, TestCluster, have_client};
 
 const ALICE: &str = "alice@example.test";
-
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("MAILROOT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
-            "{tool} is required (MAILROOT_REQUIRE_CLIENTS=1) but not installed"
-        );
-        eprintln!("SKIP: {tool} is not installed; run tests/run.sh to install the mail clients");
-    }
-    found
-}
 
 fn out(cmd: &mut Command) -> Output {
     cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
@@ -56,7 +41,7 @@ fn swaks(addr: std::net::SocketAddr, extra: &[&str]) -> Command {
 
 #[test]
 fn swaks_over_starttls_and_implicit_tls_delivers() {
-    if !have("swaks") {
+    if !have_client("swaks") {
         return;
     }
     let c = TestCluster::with_mailboxes(2, &["alice"]);
@@ -87,7 +72,7 @@ fn swaks_over_starttls_and_implicit_tls_delivers() {
 
 #[test]
 fn msmtp_submits_with_starttls_and_auth_on_587_and_it_is_delivered_locally() {
-    if !have("msmtp") {
+    if !have_client("msmtp") {
         return;
     }
     let c = TestCluster::with_mailboxes(1, &["alice", "bob"]);
@@ -132,7 +117,7 @@ fn msmtp_submits_with_starttls_and_auth_on_587_and_it_is_delivered_locally() {
 
 #[test]
 fn curl_retrieves_over_pop3s_and_stls() {
-    if !have("curl") || !have("swaks") {
+    if !have_client("curl") || !have_client("swaks") {
         return;
     }
     let c = TestCluster::with_mailboxes(2, &["alice"]);
@@ -159,7 +144,7 @@ fn curl_retrieves_over_pop3s_and_stls() {
 
 #[test]
 fn mpop_retrieves_with_stls() {
-    if !have("mpop") || !have("swaks") {
+    if !have_client("mpop") || !have_client("swaks") {
         return;
     }
     let c = TestCluster::with_mailboxes(1, &["alice"]);
@@ -190,7 +175,7 @@ fn mpop_retrieves_with_stls() {
 
 #[test]
 fn require_secure_auth_refuses_plaintext_logins_until_tls() {
-    if !have("swaks") || !have("curl") {
+    if !have_client("swaks") || !have_client("curl") {
         return;
     }
     let c = TestCluster::with_mailboxes(1, &["alice"]);

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
 use crate::store_client::Session;
@@ -121,24 +121,21 @@ async fn drive(
                 }
             }
         }
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-            out.clear();
-        }
         if pop.is_closed() {
+            stream.write_all(&out).await?;
             return Ok(());
         }
-        let n = match tokio::time::timeout(node.idle_timeout(service), stream.read(&mut buf)).await
-        {
-            Ok(r) => r?,
-            Err(_) => {
-                stream.write_all(IDLE_TIMEOUT_REPLY).await.ok();
-                return Ok(());
-            }
+        let Some(n) = stream
+            .flush_and_read(
+                &mut out,
+                &mut buf,
+                node.idle_timeout(service),
+                IDLE_TIMEOUT_REPLY,
+            )
+            .await?
+        else {
+            return Ok(());
         };
-        if n == 0 {
-            return Ok(());
-        }
         pop.feed(&buf[..n]);
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use proto::v1::DeliverRequest;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::tls::Conn;
 use crate::{Node, Service, dsn, replies};
@@ -75,24 +75,21 @@ pub async fn serve(
                 }
             }
         }
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-            out.clear();
-        }
         if session.is_closed() {
+            stream.write_all(&out).await?;
             return Ok(());
         }
-        let n = match tokio::time::timeout(node.idle_timeout(service), stream.read(&mut buf)).await
-        {
-            Ok(r) => r?,
-            Err(_) => {
-                stream.write_all(IDLE_TIMEOUT_REPLY).await.ok();
-                return Ok(());
-            }
+        let Some(n) = stream
+            .flush_and_read(
+                &mut out,
+                &mut buf,
+                node.idle_timeout(service),
+                IDLE_TIMEOUT_REPLY,
+            )
+            .await?
+        else {
+            return Ok(());
         };
-        if n == 0 {
-            return Ok(());
-        }
         session.feed(&buf[..n]);
     }
 }

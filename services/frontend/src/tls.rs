@@ -82,6 +82,33 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// The driver loops' shared step: send the pending replies, then wait for more input.
+    /// `None`: the client closed, or stayed silent past `idle` (it was told `idle_reply`).
+    pub async fn flush_and_read(
+        &mut self,
+        out: &mut Vec<u8>,
+        buf: &mut [u8],
+        idle: std::time::Duration,
+        idle_reply: &[u8],
+    ) -> io::Result<Option<usize>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if !out.is_empty() {
+            self.write_all(out).await?;
+            out.clear();
+        }
+        match tokio::time::timeout(idle, self.read(buf)).await {
+            Ok(Ok(0)) => Ok(None),
+            Ok(Ok(n)) => Ok(Some(n)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                self.write_all(idle_reply).await.ok();
+                Ok(None)
+            }
+        }
+    }
+}
+
 fn upgrading() -> io::Error {
     io::Error::other("I/O during TLS upgrade")
 }
