@@ -23,8 +23,9 @@ pub(crate) enum Verb {
     Quit,
     Vrfy,
     Help,
-    /// Known commands we do not offer: EXPN (RFC 5321 3.5.3), AUTH, STARTTLS, BDAT, ETRN,
-    /// ATRN, BURL.
+    StartTls,
+    Auth,
+    /// Known commands we do not offer: EXPN (RFC 5321 3.5.3), BDAT, ETRN, ATRN, BURL.
     NotImplemented,
     Unknown,
 }
@@ -56,7 +57,11 @@ pub(crate) fn verb(line: &[u8]) -> (Verb, &[u8]) {
         Verb::Vrfy
     } else if is("HELP") {
         Verb::Help
-    } else if ["EXPN", "AUTH", "STARTTLS", "BDAT", "ETRN", "ATRN", "BURL"]
+    } else if is("STARTTLS") {
+        Verb::StartTls
+    } else if is("AUTH") {
+        Verb::Auth
+    } else if ["EXPN", "BDAT", "ETRN", "ATRN", "BURL"]
         .iter()
         .any(|n| is(n))
     {
@@ -221,7 +226,8 @@ mod tests {
         assert_eq!(verb(b"ehlo x").0, Verb::Ehlo);
         assert_eq!(verb(b"MaIl FROM:<a@b>"), (Verb::Mail, &b"FROM:<a@b>"[..]));
         assert_eq!(verb(b"DATA").0, Verb::Data);
-        assert_eq!(verb(b"STARTTLS").0, Verb::NotImplemented);
+        assert_eq!(verb(b"StartTLS").0, Verb::StartTls);
+        assert_eq!(verb(b"EXPN x").0, Verb::NotImplemented);
         assert_eq!(verb(b"MAILX").0, Verb::Unknown);
         assert_eq!(verb(b"").0, Verb::Unknown);
     }

@@ -28,6 +28,9 @@ mod session;
 
 pub use session::Session;
 
+/// RFC 4954 4: an AUTH response line may be this long (octets, with CRLF).
+pub const MAX_AUTH_LINE: usize = 12288;
+
 /// Default for [`Config::max_message_size`], advertised with `SIZE` (RFC 1870).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 25 * 1024 * 1024;
 /// Default for [`Config::max_recipients`] (RFC 5321 4.5.3.1.8 requires at least 100).
@@ -51,6 +54,17 @@ pub struct Config {
     pub max_message_size: usize,
     /// Most accepted recipients per transaction.
     pub max_recipients: usize,
+    /// A TLS acceptor exists: advertise and accept STARTTLS while the connection is in clear
+    /// (RFC 3207).
+    pub starttls: bool,
+    /// The connection is already TLS (implicit-TLS port, RFC 8314).
+    pub secure: bool,
+    /// Offer AUTH PLAIN and LOGIN (RFC 4954; submission listeners).
+    pub auth: bool,
+    /// RFC 6409 submission: MAIL needs a successful AUTH first.
+    pub submission: bool,
+    /// No AUTH before TLS: not advertised, and refused with 538 (the seed's "SPA required").
+    pub require_secure_auth: bool,
 }
 
 impl Config {
@@ -61,6 +75,11 @@ impl Config {
             greeting: DEFAULT_GREETING.to_string(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_recipients: DEFAULT_MAX_RECIPIENTS,
+            starttls: false,
+            secure: false,
+            auth: false,
+            submission: false,
+            require_secure_auth: false,
         }
     }
 }
@@ -76,6 +95,8 @@ pub struct Envelope {
     pub recipients: Vec<String>,
     /// `MAIL FROM ... SIZE=` (RFC 1870), if given.
     pub declared_size: Option<u64>,
+    /// The user who passed SMTP AUTH on this connection, if any.
+    pub authenticated: Option<String>,
 }
 
 /// The driver's answer to [`Action::CheckRecipient`].
@@ -87,6 +108,19 @@ pub enum RcptVerdict {
     MailboxFull,
     /// Larger than the recipient's quota itself: it can never fit (552 5.3.4).
     TooBig,
+    TempFailure,
+    /// Refused by policy: "550 5.7.1 <addr>: text" (e.g. no outbound delivery yet).
+    Refused(String),
+}
+
+/// The driver's answer to [`Action::Authenticate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// Authenticated; these are the addresses the user may give in MAIL FROM.
+    Ok {
+        senders: Vec<String>,
+    },
+    Invalid,
     TempFailure,
 }
 
@@ -119,6 +153,15 @@ pub enum Action {
     Deliver {
         envelope: Envelope,
         message: Vec<u8>,
+    },
+    /// After "220 2.0.0 Ready to start TLS": flush, do the TLS handshake, then call
+    /// [`Session::tls_started`]. Nothing is processed until then.
+    StartTls,
+    /// AUTH: check the credentials, then call [`Session::auth_done`].
+    Authenticate {
+        authzid: String,
+        user: String,
+        password: String,
     },
     /// Flush what was sent and close the connection (after 221, or 421).
     Close,

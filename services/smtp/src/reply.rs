@@ -16,9 +16,31 @@ pub(crate) enum Reply {
     Ehlo {
         hostname: String,
         max_size: usize,
+        starttls: bool,
+        auth: bool,
     },
     Helo {
         hostname: String,
+    },
+    ReadyTls,
+    AlreadyTls,
+    StartTlsSyntax,
+    AuthChallenge(&'static str),
+    AuthOk,
+    AuthInvalid,
+    AuthTemp,
+    AuthCancelled,
+    AuthDecode,
+    AuthSyntax,
+    AuthMechanism,
+    EncryptionRequired,
+    AuthRequired,
+    AlreadyAuthenticated,
+    AuthInTransaction,
+    SenderNotOwned,
+    RcptRefused {
+        address: String,
+        text: String,
     },
     /// RSET, NOOP.
     Ok,
@@ -85,11 +107,52 @@ impl Reply {
                 format!("220 {} {}", clean(hostname), clean(greeting))
             }
             // RFC 5321 4.1.1.1: first line is the domain; RFC 1870, 2920, 6152, 2034 keywords.
-            Reply::Ehlo { hostname, max_size } => format!(
-                "250-{}\r\n250-SIZE {max_size}\r\n250-PIPELINING\r\n250-8BITMIME\r\n\
-                 250 ENHANCEDSTATUSCODES",
-                clean(hostname)
-            ),
+            Reply::Ehlo {
+                hostname,
+                max_size,
+                starttls,
+                auth,
+            } => {
+                let mut text = format!(
+                    "250-{}\r\n250-SIZE {max_size}\r\n250-PIPELINING\r\n250-8BITMIME\r\n",
+                    clean(hostname)
+                );
+                if *starttls {
+                    text.push_str("250-STARTTLS\r\n");
+                }
+                if *auth {
+                    text.push_str("250-AUTH PLAIN LOGIN\r\n");
+                }
+                text.push_str("250 ENHANCEDSTATUSCODES");
+                text
+            }
+            // RFC 3207 4.
+            Reply::ReadyTls => "220 2.0.0 Ready to start TLS".into(),
+            Reply::AlreadyTls => "503 5.5.1 TLS already active".into(),
+            Reply::StartTlsSyntax => "501 5.5.4 Syntax: STARTTLS".into(),
+            // RFC 4954 4, 6.
+            Reply::AuthChallenge(c) => format!("334 {c}"),
+            Reply::AuthOk => "235 2.7.0 Authentication successful".into(),
+            Reply::AuthInvalid => "535 5.7.8 Authentication credentials invalid".into(),
+            Reply::AuthTemp => "454 4.7.0 Temporary authentication failure".into(),
+            Reply::AuthCancelled => "501 5.0.0 Authentication cancelled".into(),
+            Reply::AuthDecode => "501 5.5.2 Cannot decode response".into(),
+            Reply::AuthSyntax => "501 5.5.4 Syntax: AUTH mechanism [initial-response]".into(),
+            Reply::AuthMechanism => "504 5.5.4 Unrecognized authentication type".into(),
+            Reply::EncryptionRequired => {
+                "538 5.7.11 Encryption required for requested authentication mechanism".into()
+            }
+            Reply::AuthRequired => "530 5.7.0 Authentication required".into(),
+            Reply::AlreadyAuthenticated => "503 5.5.1 Already authenticated".into(),
+            Reply::AuthInTransaction => {
+                "503 5.5.1 AUTH not allowed during a mail transaction".into()
+            }
+            Reply::SenderNotOwned => {
+                "553 5.7.1 Sender address rejected: not owned by the authenticated user".into()
+            }
+            Reply::RcptRefused { address, text } => {
+                format!("550 5.7.1 <{}>: {}", clean(address), clean(text))
+            }
             Reply::Helo { hostname } => format!("250 {}", clean(hostname)),
             Reply::Ok => "250 2.0.0 OK".into(),
             Reply::MailOk => "250 2.1.0 OK".into(),

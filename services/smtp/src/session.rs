@@ -13,8 +13,12 @@ use std::collections::VecDeque;
 use crate::command::{self, Verb};
 use crate::data::{Outcome, Receiver};
 use crate::reply::Reply;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use crate::{
-    Action, Config, DeliverVerdict, Envelope, MAX_CONSECUTIVE_ERRORS, MAX_LINE, RcptVerdict,
+    Action, AuthVerdict, Config, DeliverVerdict, Envelope, MAX_AUTH_LINE, MAX_CONSECUTIVE_ERRORS,
+    MAX_LINE, RcptVerdict,
 };
 
 /// An answer the driver still owes us.
@@ -22,6 +26,33 @@ use crate::{
 enum Pending {
     Rcpt { address: String },
     Deliver,
+    Tls,
+    Auth { user: String },
+}
+
+/// Where an AUTH exchange stands (RFC 4954 4): the next line is the client's response.
+#[derive(Debug)]
+enum AuthStep {
+    /// PLAIN without an initial response: waiting for authzid\0user\0password.
+    Plain,
+    /// LOGIN: waiting for the user name.
+    LoginUser,
+    /// LOGIN: waiting for the password of `user`.
+    LoginPassword { user: String },
+}
+
+/// The authenticated user and the addresses they may send as.
+struct Authenticated {
+    user: String,
+    senders: Vec<String>,
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A mail transaction in progress (RFC 5321 3.3): started by MAIL, ended by the end of DATA,
@@ -50,6 +81,8 @@ pub struct Session {
     discarding: bool,
     errors: usize,
     closed: bool,
+    auth_step: Option<AuthStep>,
+    authenticated: Option<Authenticated>,
 }
 
 impl Session {
@@ -66,7 +99,56 @@ impl Session {
             discarding: false,
             errors: 0,
             closed: false,
+            auth_step: None,
+            authenticated: None,
         }
+    }
+
+    /// True once the connection is TLS (implicit, or after STARTTLS).
+    pub fn is_secure(&self) -> bool {
+        self.config.secure
+    }
+
+    /// RFC 3207 4.2: after the handshake the session starts over. Everything received before
+    /// it and not yet processed — plaintext pipelined after STARTTLS — is discarded unread
+    /// (CVE-2011-0411 class); HELO/EHLO, the transaction and any AUTH are forgotten.
+    pub fn tls_started(&mut self) {
+        if self.closed || !matches!(self.pending, Some(Pending::Tls)) {
+            return;
+        }
+        self.pending = None;
+        self.input.clear();
+        self.read = 0;
+        self.discarding = false;
+        self.helo = None;
+        self.transaction = None;
+        self.auth_step = None;
+        self.authenticated = None;
+        self.config.secure = true;
+    }
+
+    /// The answer to [`Action::Authenticate`]; ignored if none is outstanding.
+    pub fn auth_done(&mut self, verdict: AuthVerdict) {
+        if self.closed || !matches!(self.pending, Some(Pending::Auth { .. })) {
+            return;
+        }
+        let Some(Pending::Auth { user }) = self.pending.take() else {
+            return;
+        };
+        let reply = match verdict {
+            AuthVerdict::Ok { senders } => {
+                self.authenticated = Some(Authenticated { user, senders });
+                Reply::AuthOk
+            }
+            AuthVerdict::Invalid => Reply::AuthInvalid,
+            AuthVerdict::TempFailure => Reply::AuthTemp,
+        };
+        self.reply(reply);
+    }
+
+    /// AUTH may be offered and used now (RFC 4954 with the require-secure-auth policy).
+    fn auth_allowed(&self) -> bool {
+        self.config.secure || !self.config.require_secure_auth
     }
 
     /// The 220 banner to send when the connection opens (RFC 5321 4.2, 3.1).
@@ -129,6 +211,7 @@ impl Session {
             RcptVerdict::MailboxFull => Reply::RcptMailboxFull { address },
             RcptVerdict::TooBig => Reply::RcptTooBig { address },
             RcptVerdict::TempFailure => Reply::TempFailure,
+            RcptVerdict::Refused(text) => Reply::RcptRefused { address, text },
         };
         self.reply(reply);
     }
@@ -176,6 +259,7 @@ impl Session {
         self.read = 0;
         self.data = None;
         self.pending = None;
+        self.auth_step = None;
     }
 
     /// Processes one unit of input (a command line, a discarded stretch, or DATA bytes).
@@ -197,6 +281,32 @@ impl Session {
         }
 
         let lf = unread.iter().position(|&b| b == b'\n');
+        if self.auth_step.is_some() && !self.discarding {
+            match lf {
+                Some(i) if i + 1 > MAX_AUTH_LINE => {
+                    self.read += i + 1;
+                    self.auth_step = None;
+                    self.reply(Reply::LineTooLong);
+                }
+                Some(i) => {
+                    let mut line = &unread[..i];
+                    if let Some(stripped) = line.strip_suffix(b"\r") {
+                        line = stripped;
+                    }
+                    let line = line.to_vec();
+                    self.read += i + 1;
+                    self.auth_response(&line);
+                }
+                None if unread.len() >= MAX_AUTH_LINE => {
+                    self.read = self.input.len();
+                    self.discarding = true;
+                    self.auth_step = None;
+                    self.reply(Reply::LineTooLong);
+                }
+                None => return false,
+            }
+            return true;
+        }
         if self.discarding {
             match lf {
                 Some(i) => {
@@ -245,6 +355,7 @@ impl Session {
                     mail_from: transaction.mail_from,
                     recipients: transaction.recipients,
                     declared_size: transaction.declared_size,
+                    authenticated: self.authenticated.as_ref().map(|a| a.user.clone()),
                 };
                 self.pending = Some(Pending::Deliver);
                 self.actions
@@ -273,6 +384,10 @@ impl Session {
                         Reply::Ehlo {
                             hostname,
                             max_size: self.config.max_message_size,
+                            starttls: self.config.starttls && !self.config.secure,
+                            auth: self.config.auth
+                                && self.auth_allowed()
+                                && self.authenticated.is_none(),
                         }
                     } else {
                         Reply::Helo { hostname }
@@ -287,6 +402,10 @@ impl Session {
                 if self.transaction.is_some() {
                     return self.reply(Reply::NestedMail);
                 }
+                // RFC 6409 4.3 / RFC 4954 5: submission needs AUTH first.
+                if self.config.submission && self.authenticated.is_none() {
+                    return self.reply(Reply::AuthRequired);
+                }
                 match command::parse_mail(line, args) {
                     // RFC 1870 6.1: refuse a declared size we would refuse anyway.
                     Ok(mail)
@@ -295,6 +414,15 @@ impl Session {
                             .is_some_and(|n| n > self.config.max_message_size as u64) =>
                     {
                         self.reply(Reply::SizeExceeded)
+                    }
+                    // An authenticated user sends only as one of their own addresses.
+                    Ok(mail)
+                        if !mail.from.is_empty()
+                            && self.authenticated.as_ref().is_some_and(|a| {
+                                !a.senders.iter().any(|s| s.eq_ignore_ascii_case(&mail.from))
+                            }) =>
+                    {
+                        self.reply(Reply::SenderNotOwned)
                     }
                     Ok(mail) => {
                         self.transaction = Some(Transaction {
@@ -353,8 +481,133 @@ impl Session {
             Verb::Vrfy if command::is_blank(args) => self.reply(Reply::VrfySyntax),
             Verb::Vrfy => self.reply(Reply::Vrfy),
             Verb::Help => self.reply(Reply::Help),
+            Verb::StartTls => self.starttls(args),
+            Verb::Auth => self.auth(args),
             Verb::NotImplemented => self.reply(Reply::NotImplemented),
             Verb::Unknown => self.reply(Reply::Unrecognized),
         }
     }
+}
+
+/// STARTTLS and AUTH (RFC 3207, RFC 4954, RFC 4616 PLAIN, the LOGIN convention).
+impl Session {
+    fn starttls(&mut self, args: &[u8]) {
+        if !self.config.starttls {
+            return self.reply(Reply::NotImplemented);
+        }
+        if self.config.secure {
+            return self.reply(Reply::AlreadyTls);
+        }
+        if !command::is_blank(args) {
+            return self.reply(Reply::StartTlsSyntax);
+        }
+        self.reply(Reply::ReadyTls);
+        self.actions.push_back(Action::StartTls);
+        self.pending = Some(Pending::Tls);
+    }
+
+    fn auth(&mut self, args: &[u8]) {
+        if !self.config.auth {
+            return self.reply(Reply::NotImplemented);
+        }
+        if self.helo.is_none() {
+            return self.reply(Reply::NeedHelo);
+        }
+        if self.authenticated.is_some() {
+            return self.reply(Reply::AlreadyAuthenticated);
+        }
+        if self.transaction.is_some() {
+            return self.reply(Reply::AuthInTransaction);
+        }
+        if !self.auth_allowed() {
+            return self.reply(Reply::EncryptionRequired);
+        }
+        let text = String::from_utf8_lossy(args);
+        let mut words = text.split_ascii_whitespace();
+        let (Some(mechanism), initial, None) = (words.next(), words.next(), words.next()) else {
+            return self.reply(Reply::AuthSyntax);
+        };
+        if mechanism.eq_ignore_ascii_case("PLAIN") {
+            match initial {
+                // RFC 4954 4: "=" is an empty initial response.
+                Some(resp) => self.plain_response(resp.as_bytes()),
+                None => {
+                    self.auth_step = Some(AuthStep::Plain);
+                    self.reply(Reply::AuthChallenge(""));
+                }
+            }
+        } else if mechanism.eq_ignore_ascii_case("LOGIN") {
+            match initial {
+                Some(resp) => self.login_user(resp.as_bytes()),
+                None => {
+                    self.auth_step = Some(AuthStep::LoginUser);
+                    self.reply(Reply::AuthChallenge("VXNlcm5hbWU6"));
+                }
+            }
+        } else {
+            self.reply(Reply::AuthMechanism);
+        }
+    }
+
+    fn auth_response(&mut self, line: &[u8]) {
+        let Some(step) = self.auth_step.take() else {
+            return;
+        };
+        if line == b"*" {
+            return self.reply(Reply::AuthCancelled);
+        }
+        match step {
+            AuthStep::Plain => self.plain_response(line),
+            AuthStep::LoginUser => self.login_user(line),
+            AuthStep::LoginPassword { user } => match decode(line) {
+                Some(password) if !password.is_empty() => {
+                    self.authenticate(String::new(), user, password)
+                }
+                _ => self.reply(Reply::AuthDecode),
+            },
+        }
+    }
+
+    fn login_user(&mut self, response: &[u8]) {
+        match decode(response) {
+            Some(user) if !user.is_empty() => {
+                self.auth_step = Some(AuthStep::LoginPassword { user });
+                self.reply(Reply::AuthChallenge("UGFzc3dvcmQ6"));
+            }
+            _ => self.reply(Reply::AuthDecode),
+        }
+    }
+
+    /// RFC 4616: [authzid] NUL authcid NUL passwd.
+    fn plain_response(&mut self, response: &[u8]) {
+        let Some(text) = decode(response) else {
+            return self.reply(Reply::AuthDecode);
+        };
+        let mut parts = text.split('\0');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(authzid), Some(user), Some(password), None)
+                if !user.is_empty() && !password.is_empty() =>
+            {
+                self.authenticate(authzid.to_string(), user.to_string(), password.to_string())
+            }
+            _ => self.reply(Reply::AuthDecode),
+        }
+    }
+
+    fn authenticate(&mut self, authzid: String, user: String, password: String) {
+        self.pending = Some(Pending::Auth { user: user.clone() });
+        self.actions.push_back(Action::Authenticate {
+            authzid,
+            user,
+            password,
+        });
+    }
+}
+
+/// Base64 (RFC 4648) to UTF-8 text; None when either step fails. "=" is the empty response.
+fn decode(response: &[u8]) -> Option<String> {
+    if response == b"=" {
+        return Some(String::new());
+    }
+    String::from_utf8(BASE64.decode(response).ok()?).ok()
 }

@@ -1,8 +1,8 @@
 //! Session tests through the public API, with a scripted synchronous driver.
 
 use smtp::{
-    Action, Config, DeliverVerdict, Envelope, MAX_CONSECUTIVE_ERRORS, MAX_LINE, RcptVerdict,
-    Session,
+    Action, AuthVerdict, Config, DeliverVerdict, Envelope, MAX_CONSECUTIVE_ERRORS, MAX_LINE,
+    RcptVerdict, Session,
 };
 
 /// Small deterministic PRNG (xorshift64*), so tests need no extra dependencies.
@@ -108,6 +108,14 @@ impl Driver {
                     assert!(self.session.is_closed());
                     self.transcript.closed = true;
                 }
+                Action::StartTls => self.session.tls_started(),
+                Action::Authenticate { user, .. } => self.session.auth_done(if user == "good" {
+                    AuthVerdict::Ok {
+                        senders: vec!["good@b.c".into()],
+                    }
+                } else {
+                    AuthVerdict::Invalid
+                }),
             }
         }
     }
@@ -245,6 +253,7 @@ fn full_session_replies_and_delivery() {
             mail_from: "alice@client.example".into(),
             recipients: vec!["bob@mx.example.test".into(), "postmaster".into()],
             declared_size: Some(120),
+            authenticated: None,
         }
     );
     assert_eq!(
@@ -767,6 +776,10 @@ fn no_panic_on_random_input() {
         let mut config = config();
         config.max_message_size = 1 + rng.below(5000);
         config.max_recipients = rng.below(4);
+        config.starttls = rng.below(2) == 0;
+        config.auth = rng.below(2) == 0;
+        config.submission = rng.below(2) == 0;
+        config.require_secure_auth = rng.below(2) == 0;
         let input = if rng.below(4) == 0 {
             (0..rng.below(4000)).map(|_| rng.next() as u8).collect()
         } else {
@@ -776,6 +789,8 @@ fn no_panic_on_random_input() {
         let mut rest = input.as_slice();
         let mut owed_rcpt = 0usize;
         let mut owed_deliver = 0usize;
+        let mut owed_tls = 0usize;
+        let mut owed_auth = 0usize;
         loop {
             let mut drained = true;
             if !rest.is_empty() {
@@ -795,6 +810,8 @@ fn no_panic_on_random_input() {
                     }
                     Action::Send(bytes) => assert!(bytes.ends_with(b"\r\n")),
                     Action::Close => assert!(s.is_closed()),
+                    Action::StartTls => owed_tls += 1,
+                    Action::Authenticate { .. } => owed_auth += 1,
                 }
                 // Sometimes answer (or feed more) before draining everything.
                 if rng.below(2) == 0 {
@@ -811,7 +828,27 @@ fn no_panic_on_random_input() {
                 owed_deliver = owed_deliver.saturating_sub(1);
                 s.deliver_done(random_deliver(&mut rng));
             }
-            if rest.is_empty() && owed_rcpt == 0 && owed_deliver == 0 && drained {
+            if owed_tls > 0 || rng.below(10) == 0 {
+                owed_tls = owed_tls.saturating_sub(1);
+                s.tls_started();
+            }
+            if owed_auth > 0 || rng.below(10) == 0 {
+                owed_auth = owed_auth.saturating_sub(1);
+                s.auth_done(match rng.below(3) {
+                    0 => AuthVerdict::Ok {
+                        senders: vec!["a@b.c".into()],
+                    },
+                    1 => AuthVerdict::Invalid,
+                    _ => AuthVerdict::TempFailure,
+                });
+            }
+            if rest.is_empty()
+                && owed_rcpt == 0
+                && owed_deliver == 0
+                && owed_tls == 0
+                && owed_auth == 0
+                && drained
+            {
                 break;
             }
         }
