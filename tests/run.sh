@@ -4,11 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real mail clients used by the integration tests.
-packages=(swaks curl mpop msmtp)
+# Real mail clients used by the integration tests (swaks needs Net::SSLeay for TLS).
+packages=(swaks curl mpop msmtp libnet-ssleay-perl libio-socket-ssl-perl)
 missing=()
 for p in "${packages[@]}"; do
-    command -v "$p" >/dev/null 2>&1 || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing test clients: ${missing[*]}"

@@ -24,18 +24,17 @@ fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// swaks to alice; authenticated runs send as alice (submission checks sender ownership).
 fn swaks(addr: std::net::SocketAddr, extra: &[&str]) -> Command {
+    let from = if extra.contains(&"--auth") {
+        ALICE
+    } else {
+        "bob@remote.test"
+    };
     let mut c = Command::new("swaks");
-    c.args([
-        "--server",
-        &addr.to_string(),
-        "--from",
-        "bob@remote.test",
-        "--to",
-        ALICE,
-    ])
-    .args(["--helo", "client.test", "--timeout", "30"])
-    .args(extra);
+    c.args(["--server", &addr.to_string(), "--from", from, "--to", ALICE])
+        .args(["--helo", "client.test", "--timeout", "30"])
+        .args(extra);
     c
 }
 
