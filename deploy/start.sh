@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 
 DATA=${MAILROOT_DATA_DIR:-$PWD/.data}
 STORE_ADDR=127.0.0.1:7070
-FE1_POP3=127.0.0.1:1110; FE1_SMTP=127.0.0.1:2525
-FE2_POP3=127.0.0.1:1111; FE2_SMTP=127.0.0.1:2526
+FE1_POP3=127.0.0.1:1110; FE1_SMTP=127.0.0.1:2525; FE1_SUB=127.0.0.1:1587; FE1_SMTPS=127.0.0.1:1465; FE1_POP3S=127.0.0.1:1995
+FE2_POP3=127.0.0.1:1111; FE2_SMTP=127.0.0.1:2526; FE2_SUB=127.0.0.1:1588; FE2_SMTPS=127.0.0.1:1466; FE2_POP3S=127.0.0.1:1996
 DEMO_DOMAIN=example.test
 DEMO_USER=demo@$DEMO_DOMAIN
 
@@ -39,9 +39,11 @@ for _ in $(seq 100); do
     "$BIN/mailrootctl" domain list >/dev/null 2>&1 && break
     sleep 0.1
 done
-"$BIN/mailroot-frontend" --hostname mx1.localhost --pop3 "$FE1_POP3" --smtp "$FE1_SMTP" 2>>"$DATA/frontend-1.log" >/dev/null &
+"$BIN/mailroot-frontend" --hostname mx1.localhost --pop3 "$FE1_POP3" --smtp "$FE1_SMTP" \
+    --submission "$FE1_SUB" --smtps "$FE1_SMTPS" --pop3s "$FE1_POP3S" 2>>"$DATA/frontend-1.log" >/dev/null &
 pids+=($!)
-"$BIN/mailroot-frontend" --hostname mx2.localhost --pop3 "$FE2_POP3" --smtp "$FE2_SMTP" 2>>"$DATA/frontend-2.log" >/dev/null &
+"$BIN/mailroot-frontend" --hostname mx2.localhost --pop3 "$FE2_POP3" --smtp "$FE2_SMTP" \
+    --submission "$FE2_SUB" --smtps "$FE2_SMTPS" --pop3s "$FE2_POP3S" 2>>"$DATA/frontend-2.log" >/dev/null &
 pids+=($!)
 
 "$BIN/mailrootctl" domain list | grep -qx "$DEMO_DOMAIN" || "$BIN/mailrootctl" domain add "$DEMO_DOMAIN"
@@ -52,8 +54,9 @@ cat <<INFO
 
 mailroot is running (data: $DATA, logs: $DATA/*.log). Ctrl-C stops it.
   store (gRPC)      $STORE_ADDR
-  front-end 1       SMTP $FE1_SMTP   POP3 $FE1_POP3
-  front-end 2       SMTP $FE2_SMTP   POP3 $FE2_POP3
+  front-end 1       SMTP $FE1_SMTP  submission $FE1_SUB  smtps $FE1_SMTPS  POP3 $FE1_POP3  pop3s $FE1_POP3S
+  front-end 2       SMTP $FE2_SMTP  submission $FE2_SUB  smtps $FE2_SMTPS  POP3 $FE2_POP3  pop3s $FE2_POP3S
+  (TLS uses a self-signed certificate generated at start: clients must skip verification)
   demo mailbox      $DEMO_USER  password $DEMO_PASSWORD
 
 Try it:
