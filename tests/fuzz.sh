@@ -9,8 +9,18 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --qui
 export RUSTC_BOOTSTRAP=1
 run() { # crate-dir target
     echo "==> fuzzing $2 for ${seconds}s"
-    (cd "$1" && cargo fuzz run "$2" --fuzz-dir fuzz -- -max_total_time="$seconds" -print_final_stats=1 2>&1 | tail -3)
-    # cargo fuzz exits non-zero (and prints the crashing input) when a target fails.
+    # On a crash cargo-fuzz exits non-zero; its output (the panic and the input) is shown whole.
+    local log
+    log=$(mktemp)
+    if (cd "$1" && cargo fuzz run "$2" --fuzz-dir fuzz -- -max_total_time="$seconds" -print_final_stats=1) >"$log" 2>&1; then
+        tail -n 3 "$log"
+        rm -f "$log"
+    else
+        cat "$log"
+        rm -f "$log"
+        echo "fuzz: $2 FAILED (the crashing input is in $1/fuzz/artifacts/$2/)" >&2
+        return 1
+    fi
 }
 run services/smtp smtp_session
 run services/smtp smtp_data
