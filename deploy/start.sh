@@ -1,9 +1,34 @@
 #!/usr/bin/env bash
-# Starts a working mailroot system on this machine with an embedded default: one store node
-# (data in ./.data/), two front-ends on localhost ports, a demo domain and mailbox.
-# Runs in the foreground; Ctrl-C stops every node. Data and settings survive a restart.
+# Starts a working mailroot system on this machine. With Docker: the compose cluster (store with
+# a named volume, two front-ends behind HAProxy), detached. Without Docker (or MAILROOT_LOCAL=1):
+# the embedded default, one store node (data in ./.data/) and two front-ends as local
+# processes on localhost ports, in the foreground (Ctrl-C stops every node). Either way a demo
+# domain and mailbox are created, and data and settings survive a restart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# With Docker: the compose cluster (store, two front-ends, HAProxy), detached.
+# MAILROOT_LOCAL=1 forces the local-process cluster below.
+if [ "${MAILROOT_LOCAL:-0}" != 1 ] && docker info >/dev/null 2>&1; then
+    ./deploy/compose-up.sh --scale frontend=2
+    set -a; . deploy/.secrets.env; set +a
+    export MAILROOT_STORE=http://127.0.0.1:${MAILROOT_STORE_PORT:-7070}
+    for _ in $(seq 120); do target/release/mailrootctl domain list >/dev/null 2>&1 && break; sleep 0.5; done
+    target/release/mailrootctl domain list | grep -qx example.test || target/release/mailrootctl domain add example.test
+    if ! target/release/mailrootctl mailbox list | grep -qx demo@example.test; then
+        pw=$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')
+        echo "$pw" | target/release/mailrootctl mailbox add demo@example.test --password-stdin
+        echo "demo mailbox demo@example.test, password $pw (shown once)"
+    fi
+    cat <<INFO
+
+mailroot is running in Docker (project $(basename "$PWD"); stop: docker-compose down).
+  load balancer     SMTP 127.0.0.1:${MAILROOT_SMTP_PORT:-2525}  submission ${MAILROOT_SUBMISSION_PORT:-1587}  smtps ${MAILROOT_SMTPS_PORT:-1465}  POP3 ${MAILROOT_POP3_PORT:-1110}  pop3s ${MAILROOT_POP3S_PORT:-1995}
+  more front-ends   ./deploy/compose-up.sh --scale frontend=3
+  mailrootctl       set -a; . deploy/.secrets.env; set +a; MAILROOT_STORE=$MAILROOT_STORE target/release/mailrootctl stat
+INFO
+    exit 0
+fi
 
 DATA=${MAILROOT_DATA_DIR:-$PWD/.data}
 STORE_ADDR=127.0.0.1:7070

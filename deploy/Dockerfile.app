@@ -1,0 +1,8 @@
+# Built by deploy/build-images.sh from a prepared context (binaries + their glibc libraries).
+FROM scratch
+COPY rootfs/ /
+# /data is the store's volume; a new named volume takes this ownership.
+COPY --chown=10001:10001 data/ /data/
+COPY --chown=10001:10001 tmp/ /tmp/
+USER 10001:10001
+ENTRYPOINT []

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Builds the mailroot images from what is compiled here (no registry is used):
+#   mailroot-app:local  FROM scratch: the three release binaries and the few glibc libraries
+#                       they link (copied from this Debian 12 build machine), user 10001.
+#   mailroot-lb:local   HAProxy from Debian's package, in a root filesystem made with
+#                       debootstrap and imported once as mailroot-lb-base:bookworm (cached).
+# Prints the image sizes at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+echo "==> release build"
+cargo build --release --bins --quiet
+
+work=deploy/.build
+rm -rf "$work"
+mkdir -p "$work/app/rootfs" "$work/app/data" "$work/app/tmp"
+# Non-empty, so COPY --chown creates the directories owned by the runtime user (a new named
+# volume mounted on /data takes that ownership).
+touch "$work/app/data/.keep" "$work/app/tmp/.keep"
+for bin in mailroot-store mailroot-frontend mailrootctl; do
+    cp "target/release/$bin" "$work/app/rootfs/"
+done
+# The dynamic loader and every library the binaries link, at their own paths.
+for lib in $(ldd target/release/mailroot-store target/release/mailroot-frontend target/release/mailrootctl \
+        | awk '/=>/ {print $3} /ld-linux/ {print $1}' | grep '^/' | sort -u); do
+    mkdir -p "$work/app/rootfs$(dirname "$lib")"
+    cp -L "$lib" "$work/app/rootfs$lib"
+done
+cp deploy/Dockerfile.app "$work/app/Dockerfile"
+docker build -q -t mailroot-app:local "$work/app" >/dev/null
+
+if ! docker image inspect mailroot-lb-base:bookworm >/dev/null 2>&1; then
+    echo "==> debootstrap (once): minimal Debian with haproxy"
+    command -v debootstrap >/dev/null 2>&1 || {
+        sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq debootstrap
+    }
+    rootfs=$(mktemp -d /var/tmp/mailroot-lb.XXXXXX)
+    debootstrap --variant=minbase --include=haproxy bookworm "$rootfs" "$MIRROR" >/dev/null
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    tar -C "$rootfs" -c . | docker import - mailroot-lb-base:bookworm >/dev/null
+    rm -rf "$rootfs"
+fi
+docker build -q -t mailroot-lb:local -f deploy/Dockerfile.lb deploy/lb >/dev/null
+
+echo "==> images"
+docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^mailroot-(app|lb):local '
