@@ -105,11 +105,7 @@ async fn drive(
                     pop.commit_done(result);
                 }
                 pop3::Action::StartTls => {
-                    stream.write_all(&out).await?;
-                    out.clear();
-                    stream.flush().await?;
-                    if let Err(e) = stream.upgrade(&node.tls).await {
-                        tracing::debug!(%peer, error = %e, "STLS handshake failed");
+                    if !stream.start_tls(&mut out, &node.tls).await? {
                         return Ok(());
                     }
                     pop.tls_started();

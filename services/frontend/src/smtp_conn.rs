@@ -43,11 +43,7 @@ pub async fn serve(
                     session.deliver_done(verdict);
                 }
                 smtp::Action::StartTls => {
-                    stream.write_all(&out).await?;
-                    out.clear();
-                    stream.flush().await?;
-                    if let Err(e) = stream.upgrade(&node.tls).await {
-                        tracing::debug!(%peer, error = %e, "STARTTLS handshake failed");
+                    if !stream.start_tls(&mut out, &node.tls).await? {
                         return Ok(());
                     }
                     session.tls_started();

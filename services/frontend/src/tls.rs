@@ -83,6 +83,26 @@ impl Conn {
 }
 
 impl Conn {
+    /// STARTTLS/STLS in the drivers: send the pending replies (the "go ahead" included), then
+    /// the handshake. `false`: the handshake failed and the connection is over.
+    pub async fn start_tls(
+        &mut self,
+        out: &mut Vec<u8>,
+        acceptor: &TlsAcceptor,
+    ) -> io::Result<bool> {
+        use tokio::io::AsyncWriteExt;
+        self.write_all(out).await?;
+        out.clear();
+        self.flush().await?;
+        match self.upgrade(acceptor).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS handshake after STARTTLS/STLS failed");
+                Ok(false)
+            }
+        }
+    }
+
     /// The driver loops' shared step: send the pending replies, then wait for more input.
     /// `None`: the client closed, or stayed silent past `idle` (it was told `idle_reply`).
     pub async fn flush_and_read(

@@ -281,32 +281,6 @@ impl Session {
         }
 
         let lf = unread.iter().position(|&b| b == b'\n');
-        if self.auth_step.is_some() && !self.discarding {
-            match lf {
-                Some(i) if i + 1 > MAX_AUTH_LINE => {
-                    self.read += i + 1;
-                    self.auth_step = None;
-                    self.reply(Reply::LineTooLong);
-                }
-                Some(i) => {
-                    let mut line = &unread[..i];
-                    if let Some(stripped) = line.strip_suffix(b"\r") {
-                        line = stripped;
-                    }
-                    let line = line.to_vec();
-                    self.read += i + 1;
-                    self.auth_response(&line);
-                }
-                None if unread.len() >= MAX_AUTH_LINE => {
-                    self.read = self.input.len();
-                    self.discarding = true;
-                    self.auth_step = None;
-                    self.reply(Reply::LineTooLong);
-                }
-                None => return false,
-            }
-            return true;
-        }
         if self.discarding {
             match lf {
                 Some(i) => {
@@ -318,10 +292,14 @@ impl Session {
             return true;
         }
 
+        // A line is a command, or the client's response inside an AUTH exchange, which may be
+        // longer (RFC 4954 4). RFC 5321 4.5.3.1.4: 1000 octets including the line ending.
+        let in_auth = self.auth_step.is_some();
+        let limit = if in_auth { MAX_AUTH_LINE } else { MAX_LINE };
         match lf {
-            // RFC 5321 4.5.3.1.4: 1000 octets including the line ending (as received).
-            Some(i) if i + 1 > MAX_LINE => {
+            Some(i) if i + 1 > limit => {
                 self.read += i + 1;
+                self.auth_step = None;
                 self.reply(Reply::LineTooLong);
             }
             Some(i) => {
@@ -332,12 +310,17 @@ impl Session {
                 }
                 let line = line.to_vec();
                 self.read += i + 1;
-                self.command(&line);
+                if in_auth {
+                    self.auth_response(&line);
+                } else {
+                    self.command(&line);
+                }
             }
             // Cannot become a legal line any more: refuse now, drop the rest later.
-            None if unread.len() >= MAX_LINE => {
+            None if unread.len() >= limit => {
                 self.read = self.input.len();
                 self.discarding = true;
+                self.auth_step = None;
                 self.reply(Reply::LineTooLong);
             }
             None => return false,
