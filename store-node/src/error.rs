@@ -41,6 +41,9 @@ pub enum StoreError {
     AliasTarget { name: String, alias: String },
     #[error("storage failure: {0}")]
     Storage(#[from] object_store::Error),
+    /// Local storage could not make a write durable (see `group_commit.rs`).
+    #[error("storage could not sync: {0}")]
+    Durability(String),
     #[error("corrupt metadata at {path}: {detail}")]
     Corrupt { path: String, detail: String },
     #[error("internal error: {0}")]
@@ -69,7 +72,7 @@ impl StoreError {
             StoreError::AliasExists(_) => "alias-exists",
             StoreError::UnknownAlias(_) => "unknown-alias",
             StoreError::AliasTarget { .. } => "alias-target",
-            StoreError::Storage(_) => "storage",
+            StoreError::Storage(_) | StoreError::Durability(_) => "storage",
             StoreError::Corrupt { .. } => "corrupt",
             StoreError::Internal(_) => "internal",
         }
@@ -96,7 +99,7 @@ impl StoreError {
             }
             StoreError::BadCredentials => Code::PermissionDenied,
             // Storage trouble is worth a retry by the caller (SMTP 451, POP3 [SYS/TEMP]).
-            StoreError::Storage(_) => Code::Unavailable,
+            StoreError::Storage(_) | StoreError::Durability(_) => Code::Unavailable,
             StoreError::Corrupt { .. } | StoreError::Internal(_) => Code::Internal,
         }
     }
@@ -106,7 +109,10 @@ impl From<StoreError> for Status {
     fn from(err: StoreError) -> Status {
         if matches!(
             err,
-            StoreError::Storage(_) | StoreError::Corrupt { .. } | StoreError::Internal(_)
+            StoreError::Storage(_)
+                | StoreError::Durability(_)
+                | StoreError::Corrupt { .. }
+                | StoreError::Internal(_)
         ) {
             tracing::error!(error = %err, "store operation failed");
         }

@@ -13,22 +13,30 @@
 //!
 //! # Crash safety (local directory, the default: group commit)
 //! A message put goes through four steps, and is acknowledged only after the last:
-//! 1. write `staging/<uuid>` (object_store writes it to a temp name and renames; no fsync);
-//! 2. `syncfs` — the staged bytes are on stable storage;
-//! 3. rename `staging/<uuid>` -> its final path (an atomic rename(2));
-//! 4. `syncfs` — the new directory entry is on stable storage.
+//! 1. write `staging/<uuid>` (a new file on the same filesystem);
+//! 2. `fdatasync` it — the bytes are on stable storage (each writer in its own blocking
+//!    task, so concurrent writers' syncs run in parallel);
+//! 3. rename `staging/<uuid>` -> its final path (an atomic rename(2)); a directory created
+//!    for it on the way is remembered together with its parent;
+//! 4. `fsync` of the final directory (and of the parents of new directories), shared by all
+//!    concurrent writers through the group commit (`group_commit.rs`): one fsync per
+//!    directory per batch.
 //!
-//! A crash before 2 or between 2 and 4 leaves at most a file under `staging/` (swept at start-up,
-//! never listed as a message) or a complete message at its final path whose sender got no `250`
-//! (it is then delivered, which is the safe direction); it never leaves a partial message
-//! visible, because the final name only ever points at bytes that were synced first.
-//! Steps 2 and 4 are *shared*: concurrent deliveries wait for one `syncfs` that starts after
-//! their write finished (`Syncer`), so 50 concurrent deliveries cost about two syncs, not 100
-//! fsyncs. That is the group commit; the benchmark (`cargo bench -p mailroot-store`) compares
+//! A crash before 3 leaves at most a file under `staging/` (swept at start-up, never listed
+//! as a message); a crash between 3 and 4 leaves either no message or a complete one at its
+//! final path whose sender got no `250` (it is then delivered, which is the safe direction);
+//! it never leaves a partial message visible, because the final name only ever points at
+//! bytes that were synced first. If step 2 or 4 fails, the write is answered with an error
+//! (451 / try later), its file is removed again, and the group commit refuses every later
+//! write until the store is restarted: after a failed fsync the kernel may have dropped dirty
+//! pages of *other* files, and only a restart, which re-reads the disk, knows what is there.
+//! Unlike `syncfs`, this flushes only the batch's own files and directories, not other
+//! writers' data on a shared volume. The benchmark (`cargo bench -p mailroot-store`) compares
 //! it with one fsync per write (`Durability::PerWrite`, object_store's own `with_fsync`).
 //!
-//! object_store does not fsync the directory after a delete, so [`Objects::delete`] does that
-//! itself (via the same syncer): a deletion acknowledged to a POP3 client stays deleted.
+//! Deletes unlink the files and then fsync their directories through the same group commit
+//! ([`Objects::delete_many`]: all deletions of one POP3 QUIT share one sync per directory), so
+//! a deletion acknowledged to a POP3 client stays deleted.
 //!
 //! # S3 (`--data s3://bucket/prefix`)
 //! A PUT acknowledged by S3 is durable and atomic (never partially visible), which is the
@@ -37,10 +45,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use futures::stream::BoxStream;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -48,28 +56,44 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::{Result, StoreError};
+use crate::group_commit::GroupCommit;
 use crate::names::Address;
 
 /// How local writes are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Staged writes and shared `syncfs` calls (see the module doc).
+    /// Staged writes, `fdatasync` per file and group-committed directory fsyncs (module doc).
     GroupCommit,
     /// object_store's `with_fsync(true)`: fsync of file and directory on every write.
     PerWrite,
 }
 
+/// Read size of streamed message fetches.
+pub const CHUNK: usize = 128 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct Objects {
     store: Arc<dyn ObjectStore>,
     /// Set for the local-directory backend with group commit.
-    syncer: Option<Arc<Syncer>>,
+    local: Option<Arc<Local>>,
+}
+
+#[derive(Debug)]
+struct Local {
+    fs: LocalFileSystem,
+    root: PathBuf,
+    commit: Arc<GroupCommit>,
 }
 
 impl Objects {
     /// Opens the backend named by `--data`: `s3://bucket[/prefix]`, or a local directory
     /// (created if missing).
     pub fn open(data: &str, durability: Durability) -> Result<Objects> {
+        Objects::open_with(data, durability, GroupCommit::default())
+    }
+
+    /// Like [`Objects::open`] with a given group commit (tests inject sync failures).
+    pub fn open_with(data: &str, durability: Durability, commit: GroupCommit) -> Result<Objects> {
         if let Some(rest) = data.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             return Objects::s3(AmazonS3Builder::from_env().with_bucket_name(bucket), prefix);
@@ -85,11 +109,15 @@ impl Objects {
         Ok(match durability {
             Durability::PerWrite => Objects {
                 store: Arc::new(fs.with_fsync(true)),
-                syncer: None,
+                local: None,
             },
             Durability::GroupCommit => Objects {
-                store: Arc::new(fs),
-                syncer: Some(Arc::new(Syncer::open(&root)?)),
+                store: Arc::new(LocalFileSystem::new_with_prefix(&root)?),
+                local: Some(Arc::new(Local {
+                    fs,
+                    root,
+                    commit: Arc::new(commit),
+                })),
             },
         })
     }
@@ -101,47 +129,139 @@ impl Objects {
             "" => Arc::new(s3),
             p => Arc::new(PrefixStore::new(s3, p)),
         };
-        Ok(Objects {
-            store,
-            syncer: None,
+        Ok(Objects { store, local: None })
+    }
+
+    /// Directory fsyncs made so far (0 without group commit).
+    pub fn syncs(&self) -> u64 {
+        self.local.as_ref().map_or(0, |l| {
+            l.commit
+                .dir_syncs
+                .load(std::sync::atomic::Ordering::Relaxed)
         })
     }
 
-    /// Number of `syncfs` calls made so far (0 without group commit).
-    pub fn syncs(&self) -> u64 {
-        self.syncer
-            .as_ref()
-            .map_or(0, |s| s.syncs.load(Ordering::Relaxed))
+    /// True when local storage failed to sync and refuses writes (see `group_commit.rs`).
+    pub fn failed(&self) -> bool {
+        self.local.as_ref().is_some_and(|l| l.commit.has_failed())
     }
 
     /// Writes an object durably (see the module doc for the local protocol).
     pub async fn put(&self, path: &Path, bytes: Bytes) -> Result<()> {
-        let Some(syncer) = &self.syncer else {
+        let Some(local) = &self.local else {
             self.store.put(path, PutPayload::from(bytes)).await?;
             return Ok(());
         };
-        let staged = Path::from_iter(["staging", &uuid::Uuid::new_v4().to_string()]);
-        self.store.put(&staged, PutPayload::from(bytes)).await?;
-        syncer.sync().await?;
-        self.store.rename(&staged, path).await?;
-        syncer.sync().await
+        local.commit.check()?;
+        let target = local.fs.path_to_filesystem(path)?;
+        let staged = local
+            .root
+            .join("staging")
+            .join(uuid::Uuid::new_v4().to_string());
+        let l = local.clone();
+        let placed = target.clone();
+        let (dirs, created) =
+            tokio::task::spawn_blocking(move || l.write_synced(&staged, &placed, &bytes))
+                .await
+                .map_err(|e| StoreError::Internal(e.to_string()))??;
+        if let Err(e) = local.commit.sync_dirs(dirs).await {
+            // Not acknowledged: a new object (a message) is taken back, so that it is not
+            // found after a restart either. A replaced record (metadata) stays: removing it
+            // would lose the old version too.
+            if created {
+                let _ = std::fs::remove_file(&target);
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     pub async fn get(&self, path: &Path) -> Result<Bytes> {
         Ok(self.store.get(path).await?.bytes().await?)
     }
 
+    /// The object in chunks of about [`CHUNK`] octets, read as the stream is polled.
+    pub async fn get_stream(&self, path: &Path) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let Some(local) = &self.local else {
+            let stream = self.store.get(path).await?.into_stream();
+            return Ok(Box::pin(stream.map_err(StoreError::from)));
+        };
+        let file_path = local.fs.path_to_filesystem(path)?;
+        let file = tokio::fs::File::open(&file_path).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::NoSuchMessage(path.to_string())
+            } else {
+                StoreError::Internal(format!("open {}: {e}", file_path.display()))
+            }
+        })?;
+        let stream = futures::stream::try_unfold(file, |mut file| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+            while buf.len() < CHUNK {
+                if file
+                    .read_buf(&mut buf)
+                    .await
+                    .map_err(|e| StoreError::Internal(format!("read: {e}")))?
+                    == 0
+                {
+                    break;
+                }
+            }
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some((buf.freeze(), file)))
+        });
+        Ok(Box::pin(stream))
+    }
+
     /// Deletes an object durably; a missing object is not an error (deletes are retried after
     /// crashes).
     pub async fn delete(&self, path: &Path) -> Result<()> {
-        match self.store.delete(path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+        self.delete_many(std::slice::from_ref(path)).await
+    }
+
+    /// Deletes objects durably, with one directory sync per directory for all of them.
+    pub async fn delete_many(&self, paths: &[Path]) -> Result<()> {
+        let Some(local) = &self.local else {
+            for path in paths {
+                match self.store.delete(path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            return Ok(());
+        };
+        local.commit.check()?;
+        let files = paths
+            .iter()
+            .map(|p| local.fs.path_to_filesystem(p))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let dirs = tokio::task::spawn_blocking(move || {
+            let mut dirs = std::collections::BTreeSet::new();
+            for file in &files {
+                match std::fs::remove_file(file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        return Err(StoreError::Internal(format!(
+                            "remove {}: {e}",
+                            file.display()
+                        )));
+                    }
+                }
+                if let Some(parent) = file.parent() {
+                    dirs.insert(parent.to_path_buf());
+                }
+            }
+            Ok(dirs)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))??;
+        if dirs.is_empty() {
+            return Ok(());
         }
-        match &self.syncer {
-            Some(syncer) => syncer.sync().await,
-            None => Ok(()),
-        }
+        local.commit.sync_dirs(dirs).await
     }
 
     pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>> {
@@ -151,68 +271,58 @@ impl Objects {
     /// Removes staged writes left by a crash (start-up only).
     pub async fn sweep_staging(&self) -> Result<usize> {
         let staged = self.list(&Path::from("staging")).await?;
-        for meta in &staged {
-            self.delete(&meta.location).await?;
-        }
+        let paths: Vec<Path> = staged.iter().map(|m| m.location.clone()).collect();
+        self.delete_many(&paths).await?;
         Ok(staged.len())
     }
 }
 
-/// Shares `syncfs(2)` calls among concurrent writers: a caller returns once a sync that
-/// *started after its call* has completed, and callers that arrive while a sync runs are all
-/// served by the next one.
-#[derive(Debug)]
-pub struct Syncer {
-    dir: std::fs::File,
-    /// Tickets handed out so far.
-    requested: AtomicU64,
-    /// Highest ticket covered by a completed sync; the mutex also makes syncs one at a time.
-    completed: tokio::sync::Mutex<u64>,
-    /// Number of syncfs calls made (for the benchmark and tests).
-    pub syncs: AtomicU64,
-}
-
-impl Syncer {
-    fn open(root: &std::path::Path) -> Result<Syncer> {
-        let dir = std::fs::File::open(root)
-            .map_err(|e| StoreError::Internal(format!("open {}: {e}", root.display())))?;
-        Ok(Syncer {
-            dir,
-            requested: AtomicU64::new(0),
-            completed: tokio::sync::Mutex::new(0),
-            syncs: AtomicU64::new(0),
-        })
-    }
-
-    pub async fn sync(self: &Arc<Self>) -> Result<()> {
-        // Everything this caller wrote happened before this ticket was taken.
-        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut completed = self.completed.lock().await;
-        if *completed >= ticket {
-            return Ok(());
+impl Local {
+    /// Steps 1-3 of the module doc, on a blocking thread. Returns the directories whose
+    /// entries changed (step 4 syncs them) and whether the object is new.
+    fn write_synced(
+        &self,
+        staged: &std::path::Path,
+        target: &std::path::Path,
+        bytes: &[u8],
+    ) -> Result<(Vec<PathBuf>, bool)> {
+        use std::io::Write;
+        let io = |what: &str, p: &std::path::Path, e: std::io::Error| {
+            StoreError::Internal(format!("{what} {}: {e}", p.display()))
+        };
+        let staging = self.root.join("staging");
+        if !staging.exists() {
+            std::fs::create_dir_all(&staging).map_err(|e| io("mkdir", &staging, e))?;
         }
-        // Every ticket up to `upto` was taken after its writes; this sync starts after that.
-        let upto = self.requested.load(Ordering::SeqCst);
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.syncfs())
-            .await
-            .map_err(|e| StoreError::Internal(e.to_string()))??;
-        *completed = upto;
-        Ok(())
-    }
-
-    fn syncfs(&self) -> Result<()> {
-        use std::os::fd::AsRawFd;
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: syncfs only reads the descriptor, which `self.dir` keeps open.
-        let rc = unsafe { libc::syncfs(self.dir.as_raw_fd()) };
-        if rc != 0 {
-            return Err(StoreError::Internal(format!(
-                "syncfs: {}",
-                std::io::Error::last_os_error()
-            )));
+        let mut file = std::fs::File::create(staged).map_err(|e| io("create", staged, e))?;
+        file.write_all(bytes).map_err(|e| io("write", staged, e))?;
+        if let Err(e) = file.sync_data() {
+            let _ = std::fs::remove_file(staged);
+            let why = format!("fdatasync {}: {e}", staged.display());
+            self.commit.fail(&why);
+            return Err(StoreError::Durability(why));
         }
-        Ok(())
+        drop(file);
+        let parent = target
+            .parent()
+            .ok_or_else(|| StoreError::Internal(format!("{} has no parent", target.display())))?;
+        let mut dirs = vec![parent.to_path_buf()];
+        // New directories on the way must be made durable in their parents too.
+        let mut missing = parent;
+        while !missing.exists() && missing != self.root {
+            if let Some(up) = missing.parent() {
+                dirs.push(up.to_path_buf());
+                missing = up;
+            } else {
+                break;
+            }
+        }
+        if dirs.len() > 1 {
+            std::fs::create_dir_all(parent).map_err(|e| io("mkdir", parent, e))?;
+        }
+        let created = !target.exists();
+        std::fs::rename(staged, target).map_err(|e| io("rename", target, e))?;
+        Ok((dirs, created))
     }
 }
 
