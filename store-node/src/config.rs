@@ -7,6 +7,7 @@ pub const DEFAULT_DATA: &str = "./mailroot-data";
 /// How long a POP3 maildrop lease lives without renewal (front-ends renew at a third of it).
 pub const DEFAULT_LEASE_TTL_SECS: f64 = 30.0;
 pub const DEFAULT_LOGIN_DELAY_MS: u64 = 250;
+pub const DEFAULT_AUTH_CACHE_TTL_SECS: u64 = 3600;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mailroot-store", version, about = "mailroot store node")]
@@ -30,6 +31,10 @@ pub struct StoreConfig {
     /// Base delay (ms) of the growing delay after failed logins (cluster-wide throttling).
     #[arg(long, env = "MAILROOT_LOGIN_DELAY_MS", default_value_t = DEFAULT_LOGIN_DELAY_MS)]
     pub login_delay_ms: u64,
+    /// Seconds a verified password is remembered (keyed MAC, memory only; see
+    /// store-node/src/auth.rs), so that a returning user's login costs no Argon2id. 0: off.
+    #[arg(long, env = "MAILROOT_AUTH_CACHE_TTL", default_value_t = DEFAULT_AUTH_CACHE_TTL_SECS)]
+    pub auth_cache_ttl: u64,
     /// CA (PEM) that signs front-end and admin certificates: turns on mutual TLS on the gRPC
     /// port. Made by `mailrootctl cluster init`.
     #[arg(long, env = "MAILROOT_CLUSTER_CA")]
