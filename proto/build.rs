@@ -4,6 +4,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "proto/mailroot.proto";
     println!("cargo:rerun-if-changed={proto}");
     let fds = protox::compile([proto], ["proto"])?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // `bytes` fields as `bytes::Bytes`: message bodies are shared, not copied, between the
+    // decoder, retries and the object store.
+    tonic_prost_build::configure().bytes(".").compile_fds(fds)?;
     Ok(())
 }

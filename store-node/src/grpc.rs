@@ -136,7 +136,7 @@ impl StoreRpc for StoreService {
         let req = req.into_inner();
         let outcomes = self
             .store
-            .deliver(&req.delivery_id, &req.recipients, req.message.into())
+            .deliver(&req.delivery_id, &req.recipients, req.message)
             .await?;
         let results: Vec<RecipientResult> = outcomes
             .into_iter()
@@ -176,12 +176,40 @@ impl StoreRpc for StoreService {
         }))
     }
 
-    async fn fetch_message(&self, req: Request<FetchMessageRequest>) -> Reply<FetchMessageReply> {
+    type FetchMessageStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<MessageChunk, Status>> + Send>>;
+
+    /// Streams the message as it is read; for TOP it stops reading once the wanted lines are
+    /// out (the cut is the POP3 crate's own, so the front-end's cut is a no-op on it).
+    async fn fetch_message(
+        &self,
+        req: Request<FetchMessageRequest>,
+    ) -> Reply<Self::FetchMessageStream> {
         let req = req.into_inner();
-        let message = self.store.fetch(&req.mailbox, &req.uidl).await?;
-        Ok(Response::new(FetchMessageReply {
-            message: message.to_vec(),
-        }))
+        let chunks = self.store.fetch_stream(&req.mailbox, &req.uidl).await?;
+        let cut = req
+            .top_lines
+            .map(|n| pop3::TopCut::new(usize::try_from(n).unwrap_or(usize::MAX)));
+        let stream = futures::stream::unfold((chunks, cut), |(mut chunks, mut cut)| async move {
+            if cut.as_ref().is_some_and(pop3::TopCut::is_done) {
+                return None;
+            }
+            let item = match futures::StreamExt::next(&mut chunks).await? {
+                Err(e) => Err(Status::from(e)),
+                Ok(data) => {
+                    let data = match &mut cut {
+                        Some(c) => {
+                            let keep = c.cut(&data).len();
+                            data.slice(..keep)
+                        }
+                        None => data,
+                    };
+                    Ok(MessageChunk { data })
+                }
+            };
+            Some((item, (chunks, cut)))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn commit_maildrop(

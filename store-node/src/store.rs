@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Credentials;
 use crate::error::{Result, StoreError};
 use crate::names::{self, Address};
 use crate::objects::{self, MailboxObject, Objects};
-use crate::password::Hasher;
 use crate::settings::SettingsStore;
 use crate::throttle::{self, Throttle};
 
@@ -274,33 +274,43 @@ pub struct Store {
 
 struct Inner {
     objects: Objects,
-    hasher: Hasher,
+    credentials: Credentials,
     state: Mutex<State>,
     admin: tokio::sync::Mutex<()>,
     lease_ttl: Duration,
     settings: SettingsStore,
     throttle: Throttle,
-    /// Verified against when a login names no mailbox, so that unknown users cost as much
-    /// time as wrong passwords (no user-enumeration timing oracle).
-    dummy_hash: String,
+}
+
+/// Tunables of [`Store::open_with`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub lease_ttl: Duration,
+    /// Base of the growing delay after failed logins (see `throttle.rs`).
+    pub login_delay: Duration,
+    /// Lifetime of a cached verified credential (`auth.rs`); zero turns the cache off.
+    pub auth_cache_ttl: Duration,
+}
+
+impl Options {
+    pub fn new(lease_ttl: Duration) -> Options {
+        Options {
+            lease_ttl,
+            login_delay: Duration::from_millis(250),
+            auth_cache_ttl: crate::auth::DEFAULT_CACHE_TTL,
+        }
+    }
 }
 
 impl Store {
     /// Opens the store and rebuilds the index from the objects. Messages whose mailbox has no
     /// metadata (a crash in the middle of `mailbox delete`) are removed here.
     pub async fn open(objects: Objects, auth_guid: &str, lease_ttl: Duration) -> Result<Store> {
-        Store::open_with(objects, auth_guid, lease_ttl, Duration::from_millis(250)).await
+        Store::open_with(objects, auth_guid, Options::new(lease_ttl)).await
     }
 
-    /// `login_delay`: base of the growing delay after failed logins (see `throttle.rs`).
-    pub async fn open_with(
-        objects: Objects,
-        auth_guid: &str,
-        lease_ttl: Duration,
-        login_delay: Duration,
-    ) -> Result<Store> {
-        let hasher = Hasher::new(auth_guid);
-        let dummy_hash = hasher.hash(&uuid::Uuid::new_v4().to_string())?;
+    pub async fn open_with(objects: Objects, auth_guid: &str, options: Options) -> Result<Store> {
+        let credentials = Credentials::new(auth_guid, options.auth_cache_ttl)?;
         let mut state = State::default();
         let swept = objects.sweep_staging().await?;
         if swept > 0 {
@@ -372,11 +382,14 @@ impl Store {
                 }
                 _ => {
                     tracing::warn!(mailbox = %dir, count = msgs.len(), "removing messages of a deleted mailbox");
-                    for meta in listing.iter().filter(|m| {
-                        matches!(objects::classify(m), MailboxObject::Message { dir: d, .. } if d == dir)
-                    }) {
-                        objects.delete(&meta.location).await?;
-                    }
+                    let orphans: Vec<_> = listing
+                        .iter()
+                        .filter(|m| {
+                            matches!(objects::classify(m), MailboxObject::Message { dir: d, .. } if d == dir)
+                        })
+                        .map(|m| m.location.clone())
+                        .collect();
+                    objects.delete_many(&orphans).await?;
                 }
             }
         }
@@ -397,13 +410,12 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 settings,
-                throttle: Throttle::new(login_delay),
+                throttle: Throttle::new(options.login_delay),
                 objects,
-                hasher,
+                credentials,
                 state: Mutex::new(state),
                 admin: tokio::sync::Mutex::new(()),
-                lease_ttl,
-                dummy_hash,
+                lease_ttl: options.lease_ttl,
             }),
         })
     }
@@ -621,10 +633,15 @@ impl Store {
         };
         if candidates.is_empty() {
             // Same cost as a real check.
-            let _ = self.verify(password, &self.inner.dummy_hash).await;
+            self.inner.credentials.verify_nobody(password).await;
         }
         for (addr, hash) in candidates {
-            if self.verify(password, &hash).await? {
+            if self
+                .inner
+                .credentials
+                .verify(&addr, password, &hash)
+                .await?
+            {
                 self.inner.throttle.succeeded(&keys[0]);
                 if self.state().is_locked(&addr) {
                     return Err(StoreError::Locked(addr.to_string()));
@@ -706,15 +723,6 @@ impl Store {
         Ok((addr, messages))
     }
 
-    async fn verify(&self, password: &str, hash: &str) -> Result<bool> {
-        let hasher = self.inner.hasher.clone();
-        let password = password.to_string();
-        let hash = hash.to_string();
-        tokio::task::spawn_blocking(move || hasher.verify(&password, &hash))
-            .await
-            .map_err(|e| StoreError::Internal(e.to_string()))?
-    }
-
     fn login_address(&self, state: &State, user: &str) -> Option<Address> {
         if user.contains('@') {
             return Address::parse(user).ok();
@@ -774,6 +782,35 @@ impl Store {
         }
     }
 
+    /// The message as a stream of chunks, read from storage as the stream is polled.
+    pub async fn fetch_stream(
+        &self,
+        mailbox: &str,
+        uidl: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Bytes>>> {
+        self.check_message(mailbox, uidl)?;
+        let addr = Address::parse(mailbox)?;
+        self.inner
+            .objects
+            .get_stream(&objects::message_path(&addr, uidl))
+            .await
+    }
+
+    fn check_message(&self, mailbox: &str, uidl: &str) -> Result<()> {
+        let addr = Address::parse(mailbox)?;
+        let exists = self
+            .state()
+            .mailboxes
+            .get(&addr)
+            .ok_or_else(|| StoreError::UnknownMailbox(addr.to_string()))?
+            .messages
+            .contains_key(uidl);
+        if !exists {
+            return Err(StoreError::NoSuchMessage(uidl.to_string()));
+        }
+        Ok(())
+    }
+
     pub async fn fetch(&self, mailbox: &str, uidl: &str) -> Result<Bytes> {
         let addr = Address::parse(mailbox)?;
         let exists = self
@@ -798,24 +835,26 @@ impl Store {
     pub async fn commit(&self, mailbox: &str, session: &str, delete: &[String]) -> Result<u32> {
         let addr = Address::parse(mailbox)?;
         self.check_fence(&addr, session)?;
-        let mut deleted = 0;
-        for uidl in delete {
-            let present = self
-                .state()
-                .mailboxes
-                .get(&addr)
-                .is_some_and(|mb| mb.messages.contains_key(uidl));
-            if !present {
-                continue;
-            }
-            self.inner
-                .objects
-                .delete(&objects::message_path(&addr, uidl))
-                .await?;
-            self.state().remove_message(&addr, uidl);
-            deleted += 1;
+        let present: Vec<&String> = {
+            let state = self.state();
+            let Some(mb) = state.mailboxes.get(&addr) else {
+                return Ok(0);
+            };
+            delete
+                .iter()
+                .filter(|uidl| mb.messages.contains_key(*uidl))
+                .collect()
+        };
+        let paths: Vec<_> = (present.iter())
+            .map(|uidl| objects::message_path(&addr, uidl))
+            .collect();
+        // One directory sync for all of them.
+        self.inner.objects.delete_many(&paths).await?;
+        let mut state = self.state();
+        for uidl in &present {
+            state.remove_message(&addr, uidl);
         }
-        Ok(deleted)
+        Ok(present.len() as u32)
     }
 
     // ---- administration --------------------------------------------------------------------
@@ -970,7 +1009,9 @@ impl Store {
         let hash = self.hash(password).await?;
         let _admin = self.inner.admin.lock().await;
         self.update_mailbox(&addr, |mb| mb.password_hash = hash)
-            .await
+            .await?;
+        self.inner.credentials.forget(&addr);
+        Ok(())
     }
 
     pub async fn delete_mailbox(&self, raw: &str) -> Result<()> {
@@ -1008,13 +1049,12 @@ impl Store {
             }
             removed
         };
+        self.inner.credentials.forget(addr);
         if let Some(mb) = removed {
-            for uidl in mb.messages.keys() {
-                self.inner
-                    .objects
-                    .delete(&objects::message_path(addr, uidl))
-                    .await?;
-            }
+            let paths: Vec<_> = (mb.messages.keys())
+                .map(|uidl| objects::message_path(addr, uidl))
+                .collect();
+            self.inner.objects.delete_many(&paths).await?;
         }
         Ok(())
     }
@@ -1109,7 +1149,15 @@ impl Store {
         let _admin = self.inner.admin.lock().await;
         if domain {
             let name = names::domain(target)?;
-            return self.update_domain(&name, |d| d.locked = locked).await;
+            self.update_domain(&name, |d| d.locked = locked).await?;
+            let members: Vec<Address> = (self.state().mailboxes.keys())
+                .filter(|a| a.domain == name)
+                .cloned()
+                .collect();
+            for addr in &members {
+                self.inner.credentials.forget(addr);
+            }
+            return Ok(());
         }
         let addr = Address::parse(target)?;
         let targets = self
@@ -1118,6 +1166,7 @@ impl Store {
             .ok_or_else(|| StoreError::UnknownMailbox(addr.to_string()))?;
         for t in &targets {
             self.update_mailbox(t, |mb| mb.locked = locked).await?;
+            self.inner.credentials.forget(t);
         }
         Ok(())
     }
@@ -1200,11 +1249,15 @@ impl Store {
     // ---- helpers ---------------------------------------------------------------------------
 
     async fn hash(&self, password: &str) -> Result<String> {
-        let hasher = self.inner.hasher.clone();
-        let password = password.to_string();
-        tokio::task::spawn_blocking(move || hasher.hash(&password))
-            .await
-            .map_err(|e| StoreError::Internal(e.to_string()))?
+        self.inner.credentials.hash(password).await
+    }
+
+    /// Argon2id computations made so far (tests and benchmarks: warm logins make none).
+    pub fn password_hashes_computed(&self) -> u64 {
+        self.inner
+            .credentials
+            .argon_runs
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn write_mailbox(&self, addr: &Address, mb: &Mailbox) -> Result<()> {

@@ -311,11 +311,6 @@ impl TestCluster {
     fn frontend_command_with(&self, guid: &str, extra: &[&str]) -> Command {
         let mut cmd = self.frontend_command_base(guid);
         cmd.args(extra);
-        if !extra.contains(&"--max-connections-per-ip") {
-            // Every test client comes from 127.0.0.1; load tests open more than the default
-            // per-IP limit at once.
-            cmd.args(["--max-connections-per-ip", "200"]);
-        }
         cmd.args(&self.options.frontend);
         cmd
     }

@@ -130,6 +130,9 @@ fn connection_limits_idle_and_session_timeouts() {
         &[
             "--max-connections-per-ip",
             "3",
+            // Loopback is trusted (exempt) by default; here only 127.0.0.2 is.
+            "--trusted-networks",
+            "127.0.0.2/32",
             "--idle-timeout",
             "1",
             "--session-timeout",
@@ -150,11 +153,22 @@ fn connection_limits_idle_and_session_timeouts() {
         refused.contains("-ERR [SYS/TEMP] too many connections"),
         "{refused}"
     );
-    // Another client address is not affected.
-    let other = Pop3Client::connect_from(fe.pop3, "127.0.0.2".parse().unwrap()).unwrap();
-    assert!(other.banner.starts_with("+OK"));
+    // The refusal is said once, then the connection is closed.
+    let mut s = TcpStream::connect(fe.smtp).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&all),
+        "421 4.7.0 too many connections, try again later\r\n"
+    );
+    // A trusted network is exempt from the per-IP limit (Postfix's mynetworks).
+    let trusted: Vec<_> = (0..5)
+        .map(|_| Pop3Client::connect_from(fe.pop3, "127.0.0.2".parse().unwrap()).unwrap())
+        .collect();
+    assert!(trusted.iter().all(|p| p.banner.starts_with("+OK")));
     drop(held);
-    drop(other);
+    drop(trusted);
     // Idle: a silent client is told and disconnected. (Poll: the server frees the slots of
     // the connections dropped above when it sees them close.)
     mailroot_tests::eventually(

@@ -15,7 +15,13 @@ pub const SMTP_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// How long a front-end keeps retrying one store call before answering "try later".
 pub const STORE_RETRY_BUDGET: Duration = Duration::from_secs(3);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 20;
+/// Postfix's smtpd_client_connection_count_limit is 50 as well.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 50;
+/// Clients exempt from the per-IP limit (Postfix's mynetworks idea): this host.
+pub const DEFAULT_TRUSTED_NETWORKS: &str = "127.0.0.0/8,::1/128";
+/// Node-wide limit on message bytes held in memory at once (DATA being received, RETR chunks
+/// being sent); above it SMTP answers 452 4.3.1 and POP3 -ERR [SYS/TEMP].
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 * 1024 * 1024;
 /// Longest a connection may last at all (slowloris clients that trickle bytes).
 pub const DEFAULT_SESSION_TIMEOUT_SECS: u64 = 30 * 60;
 
@@ -66,6 +72,13 @@ pub struct FrontendConfig {
     /// Most simultaneous client connections from one IP address.
     #[arg(long, env = "MAILROOT_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
+    /// Networks (CIDR, comma-separated) whose clients are exempt from
+    /// --max-connections-per-ip (still counted against --max-connections).
+    #[arg(long, env = "MAILROOT_TRUSTED_NETWORKS", default_value = DEFAULT_TRUSTED_NETWORKS)]
+    pub trusted_networks: String,
+    /// Most message bytes held in memory at once on this node (all connections together).
+    #[arg(long, env = "MAILROOT_MAX_INFLIGHT_BYTES", default_value_t = DEFAULT_MAX_INFLIGHT_BYTES)]
+    pub max_inflight_bytes: usize,
     /// Seconds a client may stay silent (default: RFC 5321's 5 minutes for SMTP, RFC 1939's
     /// 10 minutes for POP3).
     #[arg(long, env = "MAILROOT_IDLE_TIMEOUT")]
@@ -106,7 +119,11 @@ impl FrontendConfig {
                 self.hostname
             ));
         }
-        crate::proxy::parse_networks(&self.proxy_protocol_from)?;
+        crate::proxy::parse_networks("proxy-protocol-from", &self.proxy_protocol_from)?;
+        crate::proxy::parse_networks("trusted-networks", &self.trusted_networks)?;
+        if self.max_inflight_bytes < 1024 * 1024 {
+            return Err("--max-inflight-bytes: must be at least 1048576 (1 MiB)".into());
+        }
         let cluster = [&self.cluster_ca, &self.cluster_cert, &self.cluster_key];
         let given = cluster.iter().filter(|x| x.is_some()).count();
         if given != 0 && given != 3 {

@@ -46,6 +46,10 @@ pub struct Node {
     pub tls: TlsAcceptor,
     /// Load balancers whose connections start with a PROXY v2 header.
     pub proxy_from: Vec<ipnet::IpNet>,
+    /// Clients exempt from the per-IP connection limit.
+    pub trusted: Vec<ipnet::IpNet>,
+    /// Message bytes this node may hold in memory at once (one permit per octet).
+    pub inflight: tokio::sync::Semaphore,
     connections: Mutex<Connections>,
 }
 
@@ -83,13 +87,18 @@ impl Node {
     pub fn new(config: FrontendConfig, store: StoreClient, tls: TlsAcceptor) -> Arc<Node> {
         let (tx, rx) = watch::channel(Settings::default());
         tokio::spawn(follow_settings(store.clone(), config.hostname.clone(), tx));
-        let proxy_from = proxy::parse_networks(&config.proxy_protocol_from).unwrap_or_default();
+        let proxy_from = proxy::parse_networks("proxy-protocol-from", &config.proxy_protocol_from)
+            .unwrap_or_default();
+        let trusted =
+            proxy::parse_networks("trusted-networks", &config.trusted_networks).unwrap_or_default();
         Arc::new(Node {
+            inflight: tokio::sync::Semaphore::new(config.max_inflight_bytes),
             config,
             store,
             settings: rx,
             tls,
             proxy_from,
+            trusted,
             connections: Mutex::new(Connections::default()),
         })
     }
@@ -98,7 +107,10 @@ impl Node {
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let mut c = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         let from_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
-        if c.total >= self.config.max_connections || from_ip >= self.config.max_connections_per_ip {
+        let trusted = self.trusted.iter().any(|n| n.contains(&ip));
+        if c.total >= self.config.max_connections
+            || (!trusted && from_ip >= self.config.max_connections_per_ip)
+        {
             return None;
         }
         c.total += 1;
@@ -107,6 +119,12 @@ impl Node {
             node: self.clone(),
             ip,
         })
+    }
+
+    /// Reserves `bytes` of the node's in-flight budget without waiting; None when it is spent.
+    pub fn reserve_memory(&self, bytes: usize) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let n = u32::try_from(bytes).ok()?;
+        self.inflight.try_acquire_many(n).ok()
     }
 
     pub fn idle_timeout(&self, service: Service) -> Duration {

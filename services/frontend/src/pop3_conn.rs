@@ -87,13 +87,21 @@ async fn drive(
                     }
                     pop.auth_done(outcome);
                 }
-                pop3::Action::Fetch { uidl } => {
-                    let result = match held {
-                        Some(h) => replies::fetch(node.store.fetch(&h.mailbox, &uidl).await),
-                        None => Err(pop3::FetchError::Gone),
-                    };
-                    pop.fetch_done(result);
-                }
+                pop3::Action::Fetch { uidl, top } => match held {
+                    Some(h) => {
+                        send_message(
+                            &mut stream,
+                            &mut out,
+                            &mut pop,
+                            node,
+                            &h.mailbox,
+                            &uidl,
+                            top,
+                        )
+                        .await?
+                    }
+                    None => pop.fetch_failed(pop3::FetchError::Gone),
+                },
                 pop3::Action::Commit { delete } => {
                     let result = match (&held, delete.is_empty()) {
                         (_, true) => Ok(()),
@@ -116,6 +124,11 @@ async fn drive(
                     return Ok(());
                 }
             }
+            // Pipelined commands: replies go out as they are produced, never piling up.
+            if out.len() >= FLUSH_AT {
+                stream.write_all(&out).await?;
+                out.clear();
+            }
         }
         if pop.is_closed() {
             stream.write_all(&out).await?;
@@ -134,6 +147,64 @@ async fn drive(
         };
         pop.feed(&buf[..n]);
     }
+}
+
+/// Replies are written once this much is pending (and at the end of every batch of input).
+const FLUSH_AT: usize = 64 * 1024;
+
+/// RETR/TOP: streams the message from the store to the client chunk by chunk. At most one
+/// chunk (plus the HTTP/2 window, `store_client::FETCH_WINDOW`) is held in memory, counted
+/// against the node's in-flight budget; a client that reads slowly slows the stream down.
+#[allow(clippy::too_many_arguments)]
+async fn send_message(
+    stream: &mut Conn,
+    out: &mut Vec<u8>,
+    pop: &mut pop3::Session,
+    node: &Arc<Node>,
+    mailbox: &str,
+    uidl: &str,
+    top: Option<usize>,
+) -> std::io::Result<()> {
+    let budget = FLUSH_AT + crate::store_client::FETCH_WINDOW as usize;
+    let Some(_memory) = node.reserve_memory(budget) else {
+        tracing::warn!(%mailbox, "RETR refused: the node's in-flight memory limit is reached");
+        pop.fetch_failed(pop3::FetchError::TempFailure);
+        return Ok(());
+    };
+    let mut chunks = match node.store.fetch(mailbox, uidl, top).await {
+        Ok(chunks) => chunks,
+        Err(status) => {
+            pop.fetch_failed(replies::fetch(&status));
+            return Ok(());
+        }
+    };
+    pop.fetch_started();
+    loop {
+        match chunks.message().await {
+            Ok(Some(chunk)) => {
+                let more = pop.fetch_chunk(&chunk.data);
+                // Only this fetch's output can be queued while it is pending.
+                while let Some(pop3::Action::Send(bytes)) = pop.poll() {
+                    out.extend_from_slice(&bytes);
+                }
+                if out.len() >= FLUSH_AT {
+                    stream.write_all(out).await?;
+                    out.clear();
+                }
+                if !more {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(status) => {
+                tracing::warn!(%mailbox, %uidl, error = %status.message(), "RETR stream broke; closing the connection");
+                pop.fetch_failed(pop3::FetchError::TempFailure);
+                return Ok(());
+            }
+        }
+    }
+    pop.fetch_finished();
+    Ok(())
 }
 
 /// Renews the lease every third of its TTL until aborted. A lease taken over by another

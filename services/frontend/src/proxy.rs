@@ -20,14 +20,15 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_HEADER: usize = 16 + 1024;
 
 /// Parses `--proxy-protocol-from`: comma-separated CIDRs or plain addresses.
-pub fn parse_networks(text: &str) -> Result<Vec<IpNet>, String> {
+/// A comma-separated list of CIDRs or addresses; the error names `flag`.
+pub fn parse_networks(flag: &str, text: &str) -> Result<Vec<IpNet>, String> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<IpNet>()
                 .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("--proxy-protocol-from: {s:?} is not an address or CIDR"))
+                .map_err(|_| format!("--{flag}: {s:?} is not an address or CIDR"))
         })
         .collect()
 }
@@ -75,11 +76,11 @@ mod tests {
 
     #[test]
     fn networks() {
-        let n = parse_networks("172.28.0.0/16, 10.0.0.1").unwrap();
+        let n = parse_networks("x", "172.28.0.0/16, 10.0.0.1").unwrap();
         assert!(expected_from(&n, &"172.28.3.4:1".parse().unwrap()));
         assert!(expected_from(&n, &"10.0.0.1:1".parse().unwrap()));
         assert!(!expected_from(&n, &"10.0.0.2:1".parse().unwrap()));
-        assert!(parse_networks("nonsense").is_err());
+        assert!(parse_networks("x", "nonsense").is_err());
     }
 
     #[tokio::test]

@@ -149,14 +149,14 @@ pub fn auth(result: &Result<proto::v1::OpenMaildropReply, Status>) -> pop3::Auth
     }
 }
 
-pub fn fetch(result: Result<Vec<u8>, Status>) -> Result<Vec<u8>, pop3::FetchError> {
-    result.map_err(|status| match reason(&status) {
+pub fn fetch(status: &Status) -> pop3::FetchError {
+    match reason(status) {
         "no-such-message" | "unknown-mailbox" => pop3::FetchError::Gone,
         _ => {
-            log_temp("RETR", &status);
+            log_temp("RETR", status);
             pop3::FetchError::TempFailure
         }
-    })
+    }
 }
 
 pub fn commit(result: Result<u32, Status>) -> Result<(), pop3::CommitError> {

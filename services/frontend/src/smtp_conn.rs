@@ -21,6 +21,8 @@ pub async fn serve(
     let mut session = smtp::Session::new(node.smtp_config(service, stream.is_tls()));
     stream.write_all(&session.greeting()).await?;
     let mut authenticated = false;
+    // This connection's share of the node's in-flight budget: what its DATA buffers.
+    let mut memory: Option<tokio::sync::SemaphorePermit<'_>> = None;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -40,6 +42,7 @@ pub async fn serve(
                     stream.write_all(&out).await?;
                     out.clear();
                     let verdict = deliver(&node, peer, envelope, message).await;
+                    memory = None;
                     session.deliver_done(verdict);
                 }
                 smtp::Action::StartTls => {
@@ -75,6 +78,7 @@ pub async fn serve(
             stream.write_all(&out).await?;
             return Ok(());
         }
+        account_data(&node, &mut session, &mut memory);
         let Some(n) = stream
             .flush_and_read(
                 &mut out,
@@ -90,6 +94,38 @@ pub async fn serve(
     }
 }
 
+/// Keeps the connection's reservation of the node's in-flight budget at least as large as the
+/// DATA it buffers; when the budget is spent the message is refused with 452 4.3.1 (read to
+/// its end and dropped), never buffered beyond the limit.
+fn account_data<'a>(
+    node: &'a Node,
+    session: &mut smtp::Session,
+    memory: &mut Option<tokio::sync::SemaphorePermit<'a>>,
+) {
+    let buffered = session.data_buffered();
+    if buffered == 0 {
+        *memory = None;
+        return;
+    }
+    let held = memory.as_ref().map_or(0, |p| p.num_permits());
+    if buffered <= held {
+        return;
+    }
+    // Reserve ahead in steps of 256 KiB so that a large message takes few reservations.
+    let want = (buffered - held).next_multiple_of(256 * 1024);
+    match node.reserve_memory(want) {
+        Some(more) => match memory {
+            Some(m) => m.merge(more),
+            None => *memory = Some(more),
+        },
+        None => {
+            tracing::warn!("DATA refused: the node's in-flight memory limit is reached");
+            session.refuse_data_for_memory();
+            *memory = None;
+        }
+    }
+}
+
 /// Stores the message for every accepted recipient. When the store could place it for some
 /// recipients but not others (quota), the message is accepted and the sender gets a DSN for
 /// the rest (RFC 3464); when it could place it for none, the whole DATA is refused.
@@ -100,7 +136,9 @@ async fn deliver(
     message: Vec<u8>,
 ) -> smtp::DeliverVerdict {
     let id = uuid::Uuid::now_v7().to_string();
-    let mut stored = trace_headers(node, peer, &envelope, &id).into_bytes();
+    let trace = trace_headers(node, peer, &envelope, &id);
+    let mut stored = Vec::with_capacity(trace.len() + message.len());
+    stored.extend_from_slice(trace.as_bytes());
     stored.extend_from_slice(&message);
     let result = node
         .store
@@ -108,7 +146,7 @@ async fn deliver(
             delivery_id: id.clone(),
             mail_from: envelope.mail_from.clone(),
             recipients: envelope.recipients.clone(),
-            message: stored,
+            message: stored.into(),
         })
         .await;
     let (verdict, failures) = replies::deliver(result, &id);
@@ -149,7 +187,7 @@ async fn send_dsn(node: &Node, sender: &str, original: &[u8], failures: &[dsn::F
             delivery_id: id.clone(),
             mail_from: String::new(),
             recipients: vec![sender.to_string()],
-            message: stored,
+            message: stored.into(),
         })
         .await;
     match replies::deliver(result, &id) {

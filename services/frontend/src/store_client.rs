@@ -47,6 +47,9 @@ impl Session {
     }
 }
 
+/// HTTP/2 stream window for store replies: what one RETR may buffer in this node.
+pub const FETCH_WINDOW: u32 = 256 * 1024;
+
 #[derive(Clone)]
 pub struct StoreClient {
     inner: Inner,
@@ -71,7 +74,11 @@ impl StoreClient {
         let mut endpoint = Endpoint::from_shared(url.to_string())?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(60))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // A RETR stream may run ahead of its POP3 client by one window (bounded memory
+            // per session); all sessions together share the connection window.
+            .initial_stream_window_size(FETCH_WINDOW)
+            .initial_connection_window_size(64 * 1024 * 1024);
         if let Some((ca, cert, key)) = tls {
             let read = |flag: &str, path: &str| {
                 std::fs::read(path).map_err(|e| anyhow::anyhow!("--{flag} {path}: {e}"))
@@ -186,16 +193,23 @@ impl StoreClient {
         .await
     }
 
-    pub async fn fetch(&self, mailbox: &str, uidl: &str) -> Result<Vec<u8>, Status> {
+    /// The message as a stream of chunks (`top`: RFC 1939 TOP's body line count). Opening
+    /// the stream is retried; a stream that breaks later is the caller's to handle.
+    pub async fn fetch(
+        &self,
+        mailbox: &str,
+        uidl: &str,
+        top: Option<usize>,
+    ) -> Result<tonic::Streaming<MessageChunk>, Status> {
         self.call(|mut c| {
             let req = FetchMessageRequest {
                 mailbox: mailbox.to_string(),
                 uidl: uidl.to_string(),
+                top_lines: top.map(|n| n as u64),
             };
             async move { c.fetch_message(req).await }
         })
         .await
-        .map(|r| r.message)
     }
 
     pub async fn commit(

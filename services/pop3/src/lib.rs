@@ -9,10 +9,12 @@
 //! nothing further is processed, so pipelined commands (RFC 2449 PIPELINING) run in order.
 //! It must never panic on any input: it is fuzzed.
 
+pub mod body;
 mod reply;
 
 use std::collections::VecDeque;
 
+pub use body::{Stuffer, TopCut};
 pub use reply::Reply;
 
 /// RFC 2449 §4: command lines are at most 255 octets including CRLF.
@@ -86,8 +88,11 @@ pub enum Action {
     Send(Vec<u8>),
     /// Check credentials and open the maildrop; answer with [`Session::auth_done`].
     Authenticate { user: String, password: String },
-    /// RETR/TOP: fetch the message; answer with [`Session::fetch_done`].
-    Fetch { uidl: String },
+    /// RETR/TOP: fetch the message (for TOP, `top` body lines are enough) and answer with
+    /// [`Session::fetch_started`], [`Session::fetch_chunk`]s and [`Session::fetch_finished`]
+    /// (or [`Session::fetch_failed`]); [`Session::fetch_done`] does all of it for a whole
+    /// message.
+    Fetch { uidl: String, top: Option<usize> },
     /// QUIT in the TRANSACTION state (RFC 1939 §6): remove these messages; answer with
     /// [`Session::commit_done`]. Always emitted then, possibly with an empty list.
     Commit { delete: Vec<String> },
@@ -107,8 +112,17 @@ enum State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pending {
     Auth,
-    Fetch { size: u64, top: Option<usize> },
-    Commit { count: usize },
+    Fetch {
+        size: u64,
+        top: Option<usize>,
+        /// The `+OK` line was sent: from here a failure can only close the connection.
+        started: bool,
+        cut: Option<TopCut>,
+        stuffer: Stuffer,
+    },
+    Commit {
+        count: usize,
+    },
     Tls,
 }
 
@@ -154,40 +168,6 @@ fn parse_number(arg: &str) -> Option<usize> {
         return None;
     }
     arg.parse().ok()
-}
-
-/// RFC 1939 §3: a line starting with '.' gets another '.'; the response ends with ".\r\n".
-fn stuff(body: &[u8], out: &mut Vec<u8>) {
-    let mut at_start = true;
-    for &b in body {
-        if at_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_start = b == b'\n';
-    }
-    if !body.is_empty() && !body.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-}
-
-/// RFC 1939 §7 TOP: the header, the blank line, and the first `lines` body lines.
-fn top(message: &[u8], lines: usize) -> &[u8] {
-    let header_end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4);
-    let Some(mut end) = header_end else {
-        return message;
-    };
-    for _ in 0..lines {
-        match message[end..].iter().position(|&b| b == b'\n') {
-            Some(p) => end += p + 1,
-            None => return message,
-        }
-    }
-    &message[..end]
 }
 
 impl Session {
@@ -519,14 +499,7 @@ impl Session {
         };
         match self.message_arg(arg) {
             Ok(i) => {
-                let info = &self.messages[i].info;
-                self.pending = Some(Pending::Fetch {
-                    size: info.size,
-                    top: None,
-                });
-                self.actions.push_back(Action::Fetch {
-                    uidl: info.uidl.clone(),
-                });
+                self.start_fetch(i, None);
             }
             Err(r) => self.send(r),
         }
@@ -541,17 +514,25 @@ impl Session {
         };
         match self.message_arg(msg) {
             Ok(i) => {
-                let info = &self.messages[i].info;
-                self.pending = Some(Pending::Fetch {
-                    size: info.size,
-                    top: Some(lines),
-                });
-                self.actions.push_back(Action::Fetch {
-                    uidl: info.uidl.clone(),
-                });
+                self.start_fetch(i, Some(lines));
             }
             Err(r) => self.send(r),
         }
+    }
+
+    fn start_fetch(&mut self, i: usize, top: Option<usize>) {
+        let info = &self.messages[i].info;
+        self.pending = Some(Pending::Fetch {
+            size: info.size,
+            top,
+            started: false,
+            cut: top.map(TopCut::new),
+            stuffer: Stuffer::default(),
+        });
+        self.actions.push_back(Action::Fetch {
+            uidl: info.uidl.clone(),
+            top,
+        });
     }
 
     fn dele(&mut self, args: &[&str]) {
@@ -623,26 +604,93 @@ impl Session {
         }
     }
 
+    /// The whole message at once (or the failure): started, one chunk, finished.
     pub fn fetch_done(&mut self, result: Result<Vec<u8>, FetchError>) {
-        let Some(Pending::Fetch { size, top: lines }) = self.pending.clone() else {
-            return;
-        };
-        self.pending = None;
         match result {
             Ok(message) => {
-                let mut out = match lines {
-                    None => Reply::RetrHeader(size).to_bytes(),
-                    Some(_) => Reply::Ok.to_bytes(),
-                };
-                let body = match lines {
-                    None => &message[..],
-                    Some(n) => top(&message, n),
-                };
-                stuff(body, &mut out);
-                self.actions.push_back(Action::Send(out));
+                self.fetch_started();
+                self.fetch_chunk(&message);
+                self.fetch_finished();
             }
-            Err(FetchError::Gone) => self.send(Reply::NoSuchMessage),
-            Err(FetchError::TempFailure) => self.send(Reply::TempFailure),
+            Err(e) => self.fetch_failed(e),
+        }
+    }
+
+    /// The message exists and its first chunk is coming: the `+OK` line.
+    pub fn fetch_started(&mut self) {
+        let Some(Pending::Fetch {
+            size, top, started, ..
+        }) = &mut self.pending
+        else {
+            return;
+        };
+        if *started {
+            return;
+        }
+        *started = true;
+        let reply = match top {
+            None => Reply::RetrHeader(*size),
+            Some(_) => Reply::Ok,
+        };
+        self.send(reply);
+    }
+
+    /// The next chunk of the message. Returns false when no more is wanted (TOP has its lines).
+    pub fn fetch_chunk(&mut self, chunk: &[u8]) -> bool {
+        let Some(Pending::Fetch {
+            started: true,
+            cut,
+            stuffer,
+            ..
+        }) = &mut self.pending
+        else {
+            return false;
+        };
+        let part = match cut {
+            Some(cut) => cut.cut(chunk),
+            None => chunk,
+        };
+        let mut out = Vec::new();
+        stuffer.push(part, &mut out);
+        let more = !cut.as_ref().is_some_and(TopCut::is_done);
+        if !out.is_empty() {
+            self.actions.push_back(Action::Send(out));
+        }
+        more
+    }
+
+    /// The message is complete: the terminating line.
+    pub fn fetch_finished(&mut self) {
+        let Some(Pending::Fetch {
+            started: true,
+            stuffer,
+            ..
+        }) = &mut self.pending
+        else {
+            return;
+        };
+        let mut out = Vec::new();
+        stuffer.finish(&mut out);
+        self.pending = None;
+        self.actions.push_back(Action::Send(out));
+    }
+
+    /// The message could not be read. Before the `+OK` line that is an `-ERR`; after it the
+    /// response cannot be ended honestly, so the connection is closed (the client sees no
+    /// terminating dot and knows the message is incomplete).
+    pub fn fetch_failed(&mut self, error: FetchError) {
+        let Some(Pending::Fetch { started, .. }) = &self.pending else {
+            return;
+        };
+        let started = *started;
+        self.pending = None;
+        match (started, error) {
+            (true, _) => {
+                self.state = State::Closed;
+                self.actions.push_back(Action::Close);
+            }
+            (false, FetchError::Gone) => self.send(Reply::NoSuchMessage),
+            (false, FetchError::TempFailure) => self.send(Reply::TempFailure),
         }
     }
 
@@ -689,13 +737,5 @@ mod tests {
         assert!(base64_decode("YWJ").is_none());
         assert!(base64_decode("Y=Jj").is_none());
         assert!(base64_decode("YW=j").is_none());
-    }
-
-    #[test]
-    fn top_cuts_after_n_body_lines() {
-        let m = b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\nl3\r\n";
-        assert_eq!(top(m, 0), b"A: 1\r\nB: 2\r\n\r\n");
-        assert_eq!(top(m, 2), b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\n");
-        assert_eq!(top(m, 9), &m[..]);
     }
 }

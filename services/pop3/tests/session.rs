@@ -39,7 +39,7 @@ fn drive(s: &mut Session, t: &mut Transcript, commit_result: &Result<(), CommitE
                     _ => AuthOutcome::BadCredentials,
                 })
             }
-            Action::Fetch { uidl } => s.fetch_done(match uidl.as_str() {
+            Action::Fetch { uidl, .. } => s.fetch_done(match uidl.as_str() {
                 "u1" => Ok(M1.to_vec()),
                 "u2" => Ok(M2.to_vec()),
                 _ => Err(FetchError::Gone),
@@ -375,4 +375,77 @@ fn never_panics_on_random_input() {
             }
         }
     }
+}
+
+/// Logs alice in and leaves the session waiting for the message of `command`.
+fn pending_fetch(command: &[u8]) -> (Session, Transcript) {
+    let mut s = Session::new(Config::default());
+    let mut t = Transcript::default();
+    s.feed(b"USER alice\r\nPASS secret word\r\n");
+    drive(&mut s, &mut t, &Ok(()));
+    t.output.clear();
+    s.feed(command);
+    let Some(Action::Fetch { .. }) = s.poll() else {
+        panic!("expected a fetch");
+    };
+    (s, t)
+}
+
+fn collect(s: &mut Session, t: &mut Transcript) {
+    while let Some(a) = s.poll() {
+        match a {
+            Action::Send(b) => t.output.extend(b),
+            Action::Close => t.closed = true,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn streamed_retr_and_top_equal_the_whole_message_in_any_chunking() {
+    for (command, message) in [
+        (&b"RETR 1\r\n"[..], M1),
+        (b"TOP 2 1\r\n", M2),
+        (b"TOP 1 0\r\n", M1),
+    ] {
+        let (mut s, mut whole) = pending_fetch(command);
+        s.fetch_done(Ok(message.to_vec()));
+        collect(&mut s, &mut whole);
+        for size in [1, 2, 3, 7] {
+            let (mut s, mut t) = pending_fetch(command);
+            s.fetch_started();
+            for chunk in message.chunks(size) {
+                if !s.fetch_chunk(chunk) {
+                    break;
+                }
+            }
+            s.fetch_finished();
+            collect(&mut s, &mut t);
+            assert_eq!(text(&t), text(&whole), "chunks of {size} for {command:?}");
+        }
+    }
+}
+
+#[test]
+fn a_fetch_failing_after_its_first_chunk_closes_the_connection() {
+    let (mut s, mut t) = pending_fetch(b"RETR 1\r\n");
+    s.fetch_started();
+    assert!(s.fetch_chunk(&M1[..5]));
+    s.fetch_failed(FetchError::TempFailure);
+    collect(&mut s, &mut t);
+    assert!(t.closed);
+    assert!(
+        !text(&t).contains("-ERR"),
+        "no -ERR inside a started response"
+    );
+    assert!(
+        !text(&t).ends_with(".\r\n"),
+        "no terminating dot for an incomplete message"
+    );
+    // Before the first chunk it is an ordinary -ERR and the session goes on.
+    let (mut s, mut t) = pending_fetch(b"RETR 1\r\n");
+    s.fetch_failed(FetchError::TempFailure);
+    collect(&mut s, &mut t);
+    assert!(!t.closed);
+    assert!(text(&t).starts_with("-ERR [SYS/TEMP]"), "{}", text(&t));
 }

@@ -48,6 +48,8 @@ pub(crate) struct Receiver {
     bare_cr_lf_nul: bool,
     line_too_long: bool,
     oversize: bool,
+    /// The driver could not find memory for the rest (node-wide limit of bytes in flight).
+    no_memory: bool,
 }
 
 impl Receiver {
@@ -61,6 +63,7 @@ impl Receiver {
             bare_cr_lf_nul: false,
             line_too_long: false,
             oversize: false,
+            no_memory: false,
         }
     }
 
@@ -159,7 +162,18 @@ impl Receiver {
     }
 
     fn refused(&self) -> bool {
-        self.bare_cr_lf_nul || self.line_too_long || self.oversize
+        self.bare_cr_lf_nul || self.line_too_long || self.oversize || self.no_memory
+    }
+
+    /// Octets buffered so far.
+    pub(crate) fn buffered(&self) -> usize {
+        self.message.len()
+    }
+
+    /// Stop buffering: the message will be refused with 452 4.3.1 once its end arrives.
+    pub(crate) fn refuse_for_memory(&mut self) {
+        self.no_memory = true;
+        self.message = Vec::new();
     }
 
     fn push(&mut self, bytes: &[u8]) {
@@ -181,6 +195,8 @@ impl Receiver {
             Outcome::Refuse(Reply::LineTooLong)
         } else if self.oversize {
             Outcome::Refuse(Reply::SizeExceeded)
+        } else if self.no_memory {
+            Outcome::Refuse(Reply::InsufficientStorage)
         } else {
             Outcome::Message(std::mem::take(&mut self.message))
         }
@@ -276,6 +292,25 @@ mod tests {
         assert_eq!(
             r.ingest(b".\r\n").1,
             Some(Outcome::Refuse(Reply::SizeExceeded))
+        );
+    }
+
+    #[test]
+    fn refused_for_memory_reads_to_the_end_and_answers_452() {
+        let mut r = Receiver::new(1 << 20);
+        assert_eq!(r.ingest(b"abc\r\n").1, None);
+        assert_eq!(r.buffered(), 5);
+        r.refuse_for_memory();
+        assert_eq!(r.buffered(), 0);
+        assert_eq!(r.ingest(b"more\r\n").1, None);
+        assert_eq!(r.buffered(), 0);
+        assert_eq!(
+            r.ingest(b".\r\nQUIT\r\n"),
+            (3, Some(Outcome::Refuse(Reply::InsufficientStorage)))
+        );
+        assert!(
+            String::from_utf8_lossy(&Reply::InsufficientStorage.to_bytes())
+                .starts_with("452 4.3.1 ")
         );
     }
 }

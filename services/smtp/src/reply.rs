@@ -85,6 +85,8 @@ pub(crate) enum Reply {
         address: String,
     },
     TempFailure,
+    /// The node has no memory left for more message data in flight (RFC 3463 X.3.1).
+    InsufficientStorage,
     MailboxFull,
     TooBigForQuota,
     Rejected {
@@ -208,6 +210,9 @@ impl Reply {
                 clean(address)
             ),
             Reply::TempFailure => "451 4.3.0 temporary failure, try again later".into(),
+            Reply::InsufficientStorage => {
+                "452 4.3.1 insufficient system storage, try again later".into()
+            }
             Reply::MailboxFull => "552 5.2.2 mailbox full".into(),
             Reply::TooBigForQuota => "552 5.3.4 message too big for the mailbox quota".into(),
             Reply::Rejected { text } => format!("554 5.0.0 {}", clean(text)),

@@ -178,6 +178,20 @@ impl Session {
         self.input.len() - self.read
     }
 
+    /// Octets of message data buffered by a DATA transfer in progress (0 outside DATA): the
+    /// driver counts them against its node-wide limit of bytes in flight.
+    pub fn data_buffered(&self) -> usize {
+        self.data.as_ref().map_or(0, Receiver::buffered)
+    }
+
+    /// The driver has no memory for this message: the rest of it is read and dropped, and the
+    /// end of data is answered `452 4.3.1` (the client may try again later).
+    pub fn refuse_data_for_memory(&mut self) {
+        if let Some(receiver) = self.data.as_mut() {
+            receiver.refuse_for_memory();
+        }
+    }
+
     /// The next action, or `None` when more input is needed, an answer is outstanding, or the
     /// session is closed.
     pub fn poll(&mut self) -> Option<Action> {
