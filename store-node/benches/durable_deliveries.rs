@@ -1,5 +1,6 @@
 //! Durable deliveries per second into the store, with 1, 10 and 50 concurrent senders, for
-//! group commit (shared `syncfs`) and for one fsync per write (object_store `with_fsync`).
+//! group commit (`fdatasync` per file, one shared fsync per directory per batch) and for one
+//! fsync of file and directory per write (object_store `with_fsync`).
 //! Every delivery counted here returned only after its message was on stable storage.
 //!
 //! Run: `cargo bench -p mailroot-store --bench durable_deliveries` (MAILROOT_BENCH_MESSAGES
@@ -66,7 +67,7 @@ fn main() {
     println!("durable deliveries/s, {total} deliveries of ~4 KB per run, one mailbox");
     println!(
         "{:>8} {:>16} {:>10} {:>16} {:>8}",
-        "senders", "group-commit/s", "syncfs", "fsync-per-write/s", "ratio"
+        "senders", "group-commit/s", "dir-fsyncs", "fsync-per-write/s", "ratio"
     );
     for senders in [1, 10, 50] {
         let (group, syncs) = rt.block_on(run(Durability::GroupCommit, senders, total));

@@ -2,22 +2,8 @@ use clap::Parser;
 use mailroot_store::StoreConfig;
 use tracing_subscriber::EnvFilter;
 
-/// glibc keeps freed large blocks (Argon2id's 19 MiB, message bodies) in per-thread arenas
-/// and raises its mmap threshold after each one: a fixed threshold sends them back to the OS.
-fn tune_allocator() {
-    // SAFETY: mallopt only sets allocator parameters; called before any other thread starts.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 512 * 1024) };
-}
-
 fn main() {
-    tune_allocator();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        // File I/O and hashing run on blocking threads; bound them (each may hold buffers).
-        .max_blocking_threads(64)
-        .build()
-        .expect("tokio runtime")
-        .block_on(serve());
+    mailroot_common::run(serve());
 }
 
 async fn serve() {

@@ -47,8 +47,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -180,39 +180,56 @@ impl Objects {
         Ok(self.store.get(path).await?.bytes().await?)
     }
 
-    /// The object in chunks of about [`CHUNK`] octets, read as the stream is polled.
-    pub async fn get_stream(&self, path: &Path) -> Result<BoxStream<'static, Result<Bytes>>> {
+    /// The object in chunks of at most [`CHUNK`] octets, read as the stream is polled. `size`
+    /// is the object's size as indexed: locally each chunk is then one exact read (a small
+    /// message is one read in all, with no extra read to find the end).
+    pub async fn get_stream(
+        &self,
+        path: &Path,
+        size: u64,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
         let Some(local) = &self.local else {
             let stream = self.store.get(path).await?.into_stream();
             return Ok(Box::pin(stream.map_err(StoreError::from)));
         };
         let file_path = local.fs.path_to_filesystem(path)?;
-        let file = tokio::fs::File::open(&file_path).await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                StoreError::NoSuchMessage(path.to_string())
-            } else {
-                StoreError::Internal(format!("open {}: {e}", file_path.display()))
-            }
-        })?;
-        let stream = futures::stream::try_unfold(file, |mut file| async move {
-            use tokio::io::AsyncReadExt;
-            let mut buf = bytes::BytesMut::with_capacity(CHUNK);
-            while buf.len() < CHUNK {
-                if file
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|e| StoreError::Internal(format!("read: {e}")))?
-                    == 0
-                {
-                    break;
+        let not_found = path.to_string();
+        let first = (size as usize).min(CHUNK);
+        let (file, chunk) = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut file = std::fs::File::open(&file_path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    StoreError::NoSuchMessage(not_found)
+                } else {
+                    StoreError::Internal(format!("open {}: {e}", file_path.display()))
                 }
-            }
-            if buf.is_empty() {
+            })?;
+            let mut buf = vec![0u8; first];
+            file.read_exact(&mut buf)
+                .map_err(|e| StoreError::Internal(format!("read {}: {e}", file_path.display())))?;
+            Ok::<_, StoreError>((file, Bytes::from(buf)))
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))??;
+        let rest = size - first as u64;
+        let first = futures::stream::once(async move { Ok(chunk) });
+        let more = futures::stream::try_unfold((file, rest), |(mut file, rest)| async move {
+            if rest == 0 {
                 return Ok(None);
             }
-            Ok(Some((buf.freeze(), file)))
+            let n = (rest as usize).min(CHUNK);
+            let (file, chunk) = tokio::task::spawn_blocking(move || {
+                use std::io::Read;
+                let mut buf = vec![0u8; n];
+                file.read_exact(&mut buf)
+                    .map_err(|e| StoreError::Internal(format!("read: {e}")))?;
+                Ok::<_, StoreError>((file, Bytes::from(buf)))
+            })
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))??;
+            Ok(Some((chunk, (file, rest - n as u64))))
         });
-        Ok(Box::pin(stream))
+        Ok(Box::pin(first.chain(more)))
     }
 
     /// Deletes an object durably; a missing object is not an error (deletes are retried after

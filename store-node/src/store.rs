@@ -788,27 +788,20 @@ impl Store {
         mailbox: &str,
         uidl: &str,
     ) -> Result<futures::stream::BoxStream<'static, Result<Bytes>>> {
-        self.check_message(mailbox, uidl)?;
         let addr = Address::parse(mailbox)?;
-        self.inner
-            .objects
-            .get_stream(&objects::message_path(&addr, uidl))
-            .await
-    }
-
-    fn check_message(&self, mailbox: &str, uidl: &str) -> Result<()> {
-        let addr = Address::parse(mailbox)?;
-        let exists = self
+        let size = self
             .state()
             .mailboxes
             .get(&addr)
             .ok_or_else(|| StoreError::UnknownMailbox(addr.to_string()))?
             .messages
-            .contains_key(uidl);
-        if !exists {
-            return Err(StoreError::NoSuchMessage(uidl.to_string()));
-        }
-        Ok(())
+            .get(uidl)
+            .copied()
+            .ok_or_else(|| StoreError::NoSuchMessage(uidl.to_string()))?;
+        self.inner
+            .objects
+            .get_stream(&objects::message_path(&addr, uidl), size)
+            .await
     }
 
     pub async fn fetch(&self, mailbox: &str, uidl: &str) -> Result<Bytes> {

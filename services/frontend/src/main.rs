@@ -15,20 +15,8 @@ async fn bind(flag: &str, addr: &str) -> tokio::net::TcpListener {
         .unwrap_or_else(|e| fail(2, format!("--{flag} {addr}: {e}")))
 }
 
-/// glibc keeps freed large blocks (message bodies) in per-thread arenas and raises its mmap
-/// threshold after each one: a fixed threshold sends them back to the OS.
-fn tune_allocator() {
-    // SAFETY: mallopt only sets allocator parameters; called before any other thread starts.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 512 * 1024) };
-}
-
 fn main() {
-    tune_allocator();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(serve());
+    mailroot_common::run(serve());
 }
 
 async fn serve() {
