@@ -147,7 +147,7 @@ impl StoreRpc for StoreService {
                 stored_mailboxes: o.stored,
             })
             .collect();
-        tracing::info!(id = %req.delivery_id, from = %req.mail_from, results = ?results.iter().map(|r| (&r.recipient, r.status)).collect::<Vec<_>>(), "delivered");
+        tracing::debug!(id = %req.delivery_id, from = %req.mail_from, results = ?results.iter().map(|r| (&r.recipient, r.status)).collect::<Vec<_>>(), "delivered");
         Ok(Response::new(DeliverReply { results }))
     }
 

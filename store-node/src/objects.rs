@@ -83,17 +83,26 @@ struct Local {
     fs: LocalFileSystem,
     root: PathBuf,
     commit: Arc<GroupCommit>,
+    /// New objects are written as unnamed files (`O_TMPFILE`) where the filesystem allows.
+    unnamed_files: bool,
 }
 
 impl Objects {
     /// Opens the backend named by `--data`: `s3://bucket[/prefix]`, or a local directory
     /// (created if missing).
     pub fn open(data: &str, durability: Durability) -> Result<Objects> {
-        Objects::open_with(data, durability, GroupCommit::default())
+        Objects::open_with(data, durability, GroupCommit::default(), true)
     }
 
-    /// Like [`Objects::open`] with a given group commit (tests inject sync failures).
-    pub fn open_with(data: &str, durability: Durability, commit: GroupCommit) -> Result<Objects> {
+    /// Like [`Objects::open`] with a given group commit (tests inject sync failures) and,
+    /// with `unnamed_files` false, new objects written through `staging/` as well (tests
+    /// cover both paths).
+    pub fn open_with(
+        data: &str,
+        durability: Durability,
+        commit: GroupCommit,
+        unnamed_files: bool,
+    ) -> Result<Objects> {
         if let Some(rest) = data.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             return Objects::s3(AmazonS3Builder::from_env().with_bucket_name(bucket), prefix);
@@ -117,6 +126,7 @@ impl Objects {
                     fs,
                     root,
                     commit: Arc::new(commit),
+                    unnamed_files,
                 })),
             },
         })
@@ -294,53 +304,159 @@ impl Objects {
     }
 }
 
+/// Why an unnamed-file write could not be used.
+enum TmpFile {
+    /// The filesystem has no O_TMPFILE (or /proc is missing): use the staging path.
+    Unsupported,
+    /// The target exists (a record being replaced): use the staging path, whose rename
+    /// replaces atomically.
+    Exists,
+    /// The directory does not exist yet.
+    NoDirectory,
+    Failed(StoreError),
+}
+
 impl Local {
     /// Steps 1-3 of the module doc, on a blocking thread. Returns the directories whose
     /// entries changed (step 4 syncs them) and whether the object is new.
+    ///
+    /// A new object is written as an unnamed file in its own directory (`O_TMPFILE`), synced,
+    /// and then given its name with `linkat` — the same guarantee as staging + rename (the
+    /// name only ever points at synced bytes; a crash before the link leaves no file at all),
+    /// without a second directory, its lock or a rename. Replaced records, and filesystems
+    /// without `O_TMPFILE`, take the staging path of the module doc.
     fn write_synced(
         &self,
         staged: &std::path::Path,
         target: &std::path::Path,
         bytes: &[u8],
     ) -> Result<(Vec<PathBuf>, bool)> {
+        let parent = target
+            .parent()
+            .ok_or_else(|| StoreError::Internal(format!("{} has no parent", target.display())))?;
+        let mut dirs = vec![parent.to_path_buf()];
+        // The common case first: the directory exists and the object is new.
+        let mut made = false;
+        loop {
+            match self.write_unnamed(parent, target, bytes) {
+                Ok(()) => return Ok((dirs, true)),
+                Err(TmpFile::Failed(e)) => return Err(e),
+                Err(TmpFile::NoDirectory) if !made => {
+                    self.make_dirs(parent, &mut dirs)?;
+                    made = true;
+                }
+                Err(_) => break,
+            }
+        }
+        if !made && !parent.exists() {
+            self.make_dirs(parent, &mut dirs)?;
+        }
+        let created = !target.exists();
+        self.write_staged(staged, bytes)?;
+        std::fs::rename(staged, target).map_err(|e| io_error("rename", target, e))?;
+        Ok((dirs, created))
+    }
+
+    /// Creates `dir` and its missing parents; each new directory's parent joins `dirs`, so
+    /// that the new entries are synced too.
+    fn make_dirs(&self, dir: &std::path::Path, dirs: &mut Vec<PathBuf>) -> Result<()> {
+        let mut missing = dir;
+        while !missing.exists() && missing != self.root {
+            let Some(up) = missing.parent() else { break };
+            dirs.push(up.to_path_buf());
+            missing = up;
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io_error("mkdir", dir, e))
+    }
+
+    fn write_unnamed(
+        &self,
+        dir: &std::path::Path,
+        target: &std::path::Path,
+        bytes: &[u8],
+    ) -> std::result::Result<(), TmpFile> {
         use std::io::Write;
-        let io = |what: &str, p: &std::path::Path, e: std::io::Error| {
-            StoreError::Internal(format!("{what} {}: {e}", p.display()))
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        if !self.unnamed_files {
+            return Err(TmpFile::Unsupported);
+        }
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o640)
+            .open(dir)
+        {
+            Ok(f) => f,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+                ) =>
+            {
+                return Err(TmpFile::Unsupported);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(TmpFile::NoDirectory);
+            }
+            Err(e) => return Err(TmpFile::Failed(io_error("create in", dir, e))),
         };
+        file.write_all(bytes)
+            .map_err(|e| TmpFile::Failed(io_error("write in", dir, e)))?;
+        if let Err(e) = file.sync_data() {
+            let why = format!("fdatasync in {}: {e}", dir.display());
+            self.commit.fail(&why);
+            return Err(TmpFile::Failed(StoreError::Durability(why)));
+        }
+        let source = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .expect("no NUL in a /proc path");
+        let name = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+            .map_err(|_| TmpFile::Failed(StoreError::Internal("NUL in a path".into())))?;
+        // SAFETY: both paths are valid NUL-terminated strings; `file` keeps the fd open.
+        let rc = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                source.as_ptr(),
+                libc::AT_FDCWD,
+                name.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EEXIST) => TmpFile::Exists,
+                Some(libc::ENOENT) if !std::path::Path::new("/proc/self/fd").exists() => {
+                    TmpFile::Unsupported
+                }
+                _ => TmpFile::Failed(io_error("link", target, e)),
+            });
+        }
+        Ok(())
+    }
+
+    /// Step 1-2 of the staging path: a synced file under `staging/`.
+    fn write_staged(&self, staged: &std::path::Path, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
         let staging = self.root.join("staging");
         if !staging.exists() {
-            std::fs::create_dir_all(&staging).map_err(|e| io("mkdir", &staging, e))?;
+            std::fs::create_dir_all(&staging).map_err(|e| io_error("mkdir", &staging, e))?;
         }
-        let mut file = std::fs::File::create(staged).map_err(|e| io("create", staged, e))?;
-        file.write_all(bytes).map_err(|e| io("write", staged, e))?;
+        let mut file = std::fs::File::create(staged).map_err(|e| io_error("create", staged, e))?;
+        file.write_all(bytes)
+            .map_err(|e| io_error("write", staged, e))?;
         if let Err(e) = file.sync_data() {
             let _ = std::fs::remove_file(staged);
             let why = format!("fdatasync {}: {e}", staged.display());
             self.commit.fail(&why);
             return Err(StoreError::Durability(why));
         }
-        drop(file);
-        let parent = target
-            .parent()
-            .ok_or_else(|| StoreError::Internal(format!("{} has no parent", target.display())))?;
-        let mut dirs = vec![parent.to_path_buf()];
-        // New directories on the way must be made durable in their parents too.
-        let mut missing = parent;
-        while !missing.exists() && missing != self.root {
-            if let Some(up) = missing.parent() {
-                dirs.push(up.to_path_buf());
-                missing = up;
-            } else {
-                break;
-            }
-        }
-        if dirs.len() > 1 {
-            std::fs::create_dir_all(parent).map_err(|e| io("mkdir", parent, e))?;
-        }
-        let created = !target.exists();
-        std::fs::rename(staged, target).map_err(|e| io("rename", target, e))?;
-        Ok((dirs, created))
+        Ok(())
     }
+}
+
+fn io_error(what: &str, p: &std::path::Path, e: std::io::Error) -> StoreError {
+    StoreError::Internal(format!("{what} {}: {e}", p.display()))
 }
 
 pub fn domains_prefix() -> Path {

@@ -1,5 +1,6 @@
-//! The store's semantics, run against every backend: the local directory (group commit) and
-//! S3 (a real S3-compatible server, `s3s-fs`, started here as a process). The S3 half SKIPs
+//! The store's semantics, run against every backend: the local directory (group commit; new
+//! objects as unnamed files linked into place, and again through `staging/` + rename, the path
+//! for filesystems without O_TMPFILE) and S3 (a real S3-compatible server, `s3s-fs`, started here as a process). The S3 half SKIPs
 //! loudly when `s3s-fs` is not installed, unless MAILROOT_REQUIRE_S3=1 (tests/run.sh sets it
 //! and installs `s3s-fs`).
 
@@ -8,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mailroot_store::group_commit::GroupCommit;
 use mailroot_store::objects::{Durability, Objects};
 use mailroot_store::store::{Recipient, Store};
 use object_store::aws::AmazonS3Builder;
@@ -17,7 +19,8 @@ const TTL: Duration = Duration::from_millis(600);
 
 /// Where a suite run keeps its objects; reopening gives a fresh `Objects` on the same data.
 enum Backend {
-    Local(tempfile::TempDir),
+    /// The directory, and whether new objects are written as unnamed files.
+    Local(tempfile::TempDir, bool),
     S3 {
         _dir: tempfile::TempDir,
         server: Child,
@@ -36,8 +39,8 @@ impl Drop for Backend {
 }
 
 impl Backend {
-    fn local() -> Backend {
-        Backend::Local(tempfile::tempdir().unwrap())
+    fn local(unnamed_files: bool) -> Backend {
+        Backend::Local(tempfile::tempdir().unwrap(), unnamed_files)
     }
 
     fn s3() -> Option<Backend> {
@@ -83,9 +86,13 @@ impl Backend {
 
     fn objects(&self) -> Objects {
         match self {
-            Backend::Local(dir) => {
-                Objects::open(dir.path().to_str().unwrap(), Durability::GroupCommit).unwrap()
-            }
+            Backend::Local(dir, unnamed_files) => Objects::open_with(
+                dir.path().to_str().unwrap(),
+                Durability::GroupCommit,
+                GroupCommit::default(),
+                *unnamed_files,
+            )
+            .unwrap(),
             Backend::S3 { port, prefix, .. } => Objects::s3(
                 AmazonS3Builder::new()
                     .with_bucket_name("mailroot")
@@ -541,7 +548,14 @@ macro_rules! suite {
         mod local {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
-                let b = super::Backend::local();
+                let b = super::Backend::local(true);
+                super::$name(&b).await;
+            })*
+        }
+        mod local_staged {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let b = super::Backend::local(false);
                 super::$name(&b).await;
             })*
         }
