@@ -21,27 +21,31 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::oneshot;
+use std::sync::{Condvar, Mutex};
 
 use crate::error::{Result, StoreError};
 
-type Waiter = oneshot::Sender<std::result::Result<(), String>>;
-
 #[derive(Default)]
-struct Pending {
+struct State {
+    /// Directories waiting for the next batch.
     dirs: BTreeSet<PathBuf>,
-    waiters: Vec<Waiter>,
-    /// A flusher task is running (it takes `Pending` batches until none is left).
-    flushing: bool,
+    /// Tickets handed out, and the highest ticket whose batch has completed.
+    requested: u64,
+    completed: u64,
+    /// A caller is syncing a batch right now (the leader).
+    leader: bool,
 }
 
 /// Fsyncs a directory; the seam that tests replace to inject failures.
 pub type DirSync = dyn Fn(&std::path::Path) -> std::io::Result<()> + Send + Sync;
 
+/// Leader-based group commit, called on the writers' own blocking threads: the first caller
+/// that finds no batch in progress becomes the leader and syncs everything pending, again and
+/// again while more arrives; the others sleep until a batch that includes their ticket is
+/// done. No extra task or thread per batch.
 pub struct GroupCommit {
-    pending: Mutex<Pending>,
+    state: Mutex<State>,
+    done: Condvar,
     /// Set by the first failed sync; never cleared (see the module doc).
     failed: AtomicBool,
     /// Directory fsyncs made so far, and batches (for benchmarks and tests).
@@ -72,7 +76,8 @@ impl Default for GroupCommit {
 impl GroupCommit {
     pub fn with_sync(sync_dir: Box<DirSync>) -> GroupCommit {
         GroupCommit {
-            pending: Mutex::new(Pending::default()),
+            state: Mutex::new(State::default()),
+            done: Condvar::new(),
             failed: AtomicBool::new(false),
             dir_syncs: AtomicU64::new(0),
             batches: AtomicU64::new(0),
@@ -99,62 +104,52 @@ impl GroupCommit {
         Ok(())
     }
 
-    /// Returns once the entries of `dirs` are on stable storage (see the module doc).
-    pub async fn sync_dirs(
-        self: &Arc<Self>,
-        dirs: impl IntoIterator<Item = PathBuf>,
-    ) -> Result<()> {
-        self.check()?;
-        let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            p.dirs.extend(dirs);
-            p.waiters.push(tx);
-            !std::mem::replace(&mut p.flushing, true)
-        };
-        if start {
-            let this = self.clone();
-            tokio::spawn(async move { this.flush().await });
-        }
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Durability(e)),
-            Err(_) => Err(StoreError::Durability("sync task ended".into())),
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes batches until none is pending.
-    async fn flush(self: Arc<Self>) {
+    /// Returns once the entries of `dirs` are on stable storage (see the module doc). Blocks:
+    /// call it on a blocking thread, after the writes whose entries it must cover.
+    pub fn sync_dirs(&self, dirs: impl IntoIterator<Item = PathBuf>) -> Result<()> {
+        let mut state = self.lock();
+        state.dirs.extend(dirs);
+        state.requested += 1;
+        let ticket = state.requested;
         loop {
-            let (dirs, waiters) = {
-                let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                if p.waiters.is_empty() {
-                    p.flushing = false;
-                    return;
-                }
-                (std::mem::take(&mut p.dirs), std::mem::take(&mut p.waiters))
-            };
-            let this = self.clone();
-            let result = tokio::task::spawn_blocking(move || this.sync_batch(&dirs))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-            for w in waiters {
-                let _ = w.send(result.clone());
+            self.check()?;
+            if state.completed >= ticket {
+                return Ok(());
+            }
+            if !state.leader {
+                break;
+            }
+            state = self.done.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        // Leader: sync batches until ours (and whatever came meanwhile) is done.
+        state.leader = true;
+        while state.completed < ticket && !self.has_failed() {
+            let dirs = std::mem::take(&mut state.dirs);
+            let upto = state.requested;
+            drop(state);
+            let result = self.sync_batch(&dirs);
+            state = self.lock();
+            if result.is_ok() {
+                state.completed = upto;
             }
         }
+        state.leader = false;
+        drop(state);
+        self.done.notify_all();
+        self.check()
     }
 
-    fn sync_batch(&self, dirs: &BTreeSet<PathBuf>) -> std::result::Result<(), String> {
-        if self.has_failed() {
-            return Err(failed_error().to_string());
-        }
+    fn sync_batch(&self, dirs: &BTreeSet<PathBuf>) -> std::result::Result<(), ()> {
         self.batches.fetch_add(1, Ordering::Relaxed);
         for dir in dirs {
             self.dir_syncs.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = (self.sync_dir)(dir) {
-                let why = format!("fsync {}: {e}", dir.display());
-                self.fail(&why);
-                return Err(why);
+                self.fail(&format!("fsync {}: {e}", dir.display()));
+                return Err(());
             }
         }
         Ok(())
@@ -170,29 +165,34 @@ fn failed_error() -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_callers_share_batches_and_each_dir_is_synced_once_per_batch() {
-        let gc = Arc::new(GroupCommit::default());
-        let dir = tempfile::tempdir().unwrap();
-        let tasks: Vec<_> = (0..50)
-            .map(|_| {
+    fn callers(gc: &Arc<GroupCommit>, n: usize) -> Vec<Result<()>> {
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
                 let gc = gc.clone();
-                let d = dir.path().to_path_buf();
-                tokio::spawn(async move { gc.sync_dirs([d]).await })
+                std::thread::spawn(move || gc.sync_dirs([PathBuf::from(format!("/d{}", i % 3))]))
             })
             .collect();
-        for t in tasks {
-            t.await.unwrap().unwrap();
-        }
-        let batches = gc.batches.load(Ordering::Relaxed);
-        assert!((1..50).contains(&batches), "batches: {batches}");
-        assert_eq!(gc.dir_syncs.load(Ordering::Relaxed), batches);
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_sync_fails_the_whole_batch_and_everything_after_it() {
+    #[test]
+    fn concurrent_callers_share_batches_and_each_dir_is_synced_once_per_batch() {
+        let gc = Arc::new(GroupCommit::with_sync(Box::new(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            Ok(())
+        })));
+        assert!(callers(&gc, 50).into_iter().all(|r| r.is_ok()));
+        let batches = gc.batches.load(Ordering::Relaxed);
+        assert!((1..50).contains(&batches), "batches: {batches}");
+        // At most the three distinct directories per batch.
+        assert!(gc.dir_syncs.load(Ordering::Relaxed) <= 3 * batches);
+    }
+
+    #[test]
+    fn a_failed_sync_fails_the_whole_batch_and_everything_after_it() {
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = calls.clone();
         let gc = Arc::new(GroupCommit::with_sync(Box::new(move |_| {
@@ -201,22 +201,15 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(50));
             Err(std::io::Error::other("injected EIO"))
         })));
-        let tasks: Vec<_> = (0..20)
-            .map(|i| {
-                let gc = gc.clone();
-                tokio::spawn(async move { gc.sync_dirs([PathBuf::from(format!("/d{i}"))]).await })
-            })
-            .collect();
-        for t in tasks {
-            assert!(
-                t.await.unwrap().is_err(),
-                "every caller must see the failure"
-            );
-        }
+        let results = callers(&gc, 20);
+        assert!(
+            results.iter().all(|r| r.is_err()),
+            "every caller must see the failure"
+        );
         assert!(gc.has_failed());
         // Later calls fail at once, without syncing again (a second fsync could say Ok).
         let before = calls.load(Ordering::SeqCst);
-        assert!(gc.sync_dirs([PathBuf::from("/x")]).await.is_err());
+        assert!(gc.sync_dirs([PathBuf::from("/x")]).is_err());
         assert_eq!(calls.load(Ordering::SeqCst), before);
     }
 }

@@ -170,20 +170,21 @@ impl Objects {
             .join(uuid::Uuid::new_v4().to_string());
         let l = local.clone();
         let placed = target.clone();
-        let (dirs, created) =
-            tokio::task::spawn_blocking(move || l.write_synced(&staged, &placed, &bytes))
-                .await
-                .map_err(|e| StoreError::Internal(e.to_string()))??;
-        if let Err(e) = local.commit.sync_dirs(dirs).await {
-            // Not acknowledged: a new object (a message) is taken back, so that it is not
-            // found after a restart either. A replaced record (metadata) stays: removing it
-            // would lose the old version too.
-            if created {
-                let _ = std::fs::remove_file(&target);
+        tokio::task::spawn_blocking(move || {
+            let (dirs, created) = l.write_synced(&staged, &placed, &bytes)?;
+            if let Err(e) = l.commit.sync_dirs(dirs) {
+                // Not acknowledged: a new object (a message) is taken back, so that it is not
+                // found after a restart either. A replaced record (metadata) stays: removing
+                // it would lose the old version too.
+                if created {
+                    let _ = std::fs::remove_file(&placed);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
     pub async fn get(&self, path: &Path) -> Result<Bytes> {
@@ -264,7 +265,8 @@ impl Objects {
             .iter()
             .map(|p| local.fs.path_to_filesystem(p))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let dirs = tokio::task::spawn_blocking(move || {
+        let l = local.clone();
+        tokio::task::spawn_blocking(move || {
             let mut dirs = std::collections::BTreeSet::new();
             for file in &files {
                 match std::fs::remove_file(file) {
@@ -281,14 +283,13 @@ impl Objects {
                     dirs.insert(parent.to_path_buf());
                 }
             }
-            Ok(dirs)
+            if dirs.is_empty() {
+                return Ok(());
+            }
+            l.commit.sync_dirs(dirs)
         })
         .await
-        .map_err(|e| StoreError::Internal(e.to_string()))??;
-        if dirs.is_empty() {
-            return Ok(());
-        }
-        local.commit.sync_dirs(dirs).await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
     pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>> {
