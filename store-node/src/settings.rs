@@ -59,7 +59,10 @@ impl SettingsStore {
             Err(StoreError::Storage(object_store::Error::NotFound { .. })) => Record::default(),
             Err(e) => return Err(e),
         };
-        let (tx, _) = watch::channel(to_proto(&record));
+        // Random start: a front-end's cache tagged by an earlier store process never matches;
+        // never 0, which front-ends read as "unknown" (services/frontend/src/recipients.rs).
+        let directory_version = uuid::Uuid::new_v4().as_u64_pair().0 | 1;
+        let (tx, _) = watch::channel(to_proto(&record, directory_version));
         Ok(SettingsStore {
             tx,
             lock: tokio::sync::Mutex::new(()),
@@ -109,17 +112,24 @@ impl SettingsStore {
         let bytes =
             serde_json::to_vec_pretty(&record).map_err(|e| StoreError::Internal(e.to_string()))?;
         objects.put(&path(), Bytes::from(bytes)).await?;
-        let settings = to_proto(&record);
+        let settings = to_proto(&record, cur.directory_version);
         self.tx.send_replace(settings.clone());
         Ok(settings)
     }
+
+    /// A domain, mailbox or alias was added or removed: front-ends forget cached RCPT answers.
+    pub fn directory_changed(&self) {
+        self.tx
+            .send_modify(|s| s.directory_version = s.directory_version.wrapping_add(1));
+    }
 }
 
-fn to_proto(r: &Record) -> Settings {
+fn to_proto(r: &Record, directory_version: u64) -> Settings {
     Settings {
         greeting: r.greeting.clone(),
         require_secure_auth: r.require_secure_auth,
         version: r.version,
+        directory_version,
     }
 }
 

@@ -861,6 +861,7 @@ impl Store {
         let domain = Domain::default();
         self.write_domain(&name, &domain).await?;
         self.state().domains.insert(name.clone(), domain);
+        self.inner.settings.directory_changed();
         Ok(name)
     }
 
@@ -910,6 +911,7 @@ impl Store {
                 .delete(&objects::alias_path(alias))
                 .await?;
             self.state().aliases.remove(alias);
+            self.inner.settings.directory_changed();
         }
         for addr in &members {
             self.remove_mailbox(addr).await?;
@@ -919,6 +921,7 @@ impl Store {
             .delete(&objects::domain_path(&name))
             .await?;
         self.state().domains.remove(&name);
+        self.inner.settings.directory_changed();
         Ok(())
     }
 
@@ -954,6 +957,7 @@ impl Store {
         };
         self.write_mailbox(&addr, &mailbox).await?;
         self.state().mailboxes.insert(addr.clone(), mailbox);
+        self.inner.settings.directory_changed();
         Ok(addr.to_string())
     }
 
@@ -1043,6 +1047,7 @@ impl Store {
             removed
         };
         self.inner.credentials.forget(addr);
+        self.inner.settings.directory_changed();
         if let Some(mb) = removed {
             let paths: Vec<_> = (mb.messages.keys())
                 .map(|uidl| objects::message_path(addr, uidl))
@@ -1197,6 +1202,7 @@ impl Store {
         };
         self.put_json(&objects::alias_path(&alias), &record).await?;
         self.state().aliases.insert(alias, targets);
+        self.inner.settings.directory_changed();
         Ok(())
     }
 
@@ -1211,6 +1217,7 @@ impl Store {
             .delete(&objects::alias_path(&alias))
             .await?;
         self.state().aliases.remove(&alias);
+        self.inner.settings.directory_changed();
         Ok(())
     }
 

@@ -82,3 +82,47 @@ fn settings_survive_a_store_restart() {
         },
     );
 }
+
+/// RCPT answers are cached on the front-ends (issue 9), but an added or deleted mailbox or
+/// alias reaches RCPT on every running front-end within a second, like any other setting.
+#[test]
+fn directory_changes_reach_rcpt_on_every_frontend_within_a_second() {
+    let c = TestCluster::with_mailboxes(2, &["alice"]);
+    let rcpt = |fe: usize, address: &str| -> String {
+        let mut s = SmtpClient::connect(c.fe(fe).smtp).unwrap();
+        assert!(s.cmd("EHLO client.test").unwrap().starts_with("250"));
+        assert!(
+            s.cmd("MAIL FROM:<x@remote.test>")
+                .unwrap()
+                .starts_with("250")
+        );
+        s.cmd(&format!("RCPT TO:<{address}>")).unwrap()
+    };
+    // Asked (and cached) while the names do not exist.
+    for fe in 0..2 {
+        assert!(rcpt(fe, "bob@example.test").starts_with("550 5.1.1"));
+        assert!(rcpt(fe, "sales@example.test").starts_with("550 5.1.1"));
+        assert!(rcpt(fe, "alice@example.test").starts_with("250"));
+    }
+    c.add_mailbox("bob@example.test", "pw-bob");
+    c.ctl_ok(
+        &["alias", "add", "sales@example.test", "alice@example.test"],
+        None,
+    );
+    for fe in 0..2 {
+        for address in ["bob@example.test", "sales@example.test"] {
+            eventually("RCPT accepted after add", Duration::from_secs(1), || {
+                rcpt(fe, address).starts_with("250").then_some(())
+            });
+        }
+    }
+    c.ctl_ok(&["alias", "delete", "sales@example.test"], None);
+    c.ctl_ok(&["mailbox", "delete", "bob@example.test"], None);
+    for fe in 0..2 {
+        for address in ["bob@example.test", "sales@example.test"] {
+            eventually("RCPT refused after delete", Duration::from_secs(1), || {
+                rcpt(fe, address).starts_with("550 5.1.1").then_some(())
+            });
+        }
+    }
+}

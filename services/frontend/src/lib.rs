@@ -9,6 +9,7 @@
 //! - `dsn.rs`          — RFC 3464 delivery status notifications for partly failed deliveries.
 //! - `pop3_conn.rs`    — drives `pop3::Session` (services/pop3) over a socket.
 //! - `proxy.rs`        — PROXY protocol v2 from the load balancer (real client addresses).
+//! - `recipients.rs`   — RCPT answers cached per directory version (no store call per RCPT).
 //! - `tls.rs`          — the rustls acceptor (PEM or self-signed) and the upgradable `Conn`.
 //! - `lib.rs`          — `Node` (shared per-process state), `Service` and the accept loops.
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod dsn;
 pub mod pop3_conn;
 pub mod proxy;
+pub mod recipients;
 pub mod replies;
 pub mod smtp_conn;
 pub mod store_client;
@@ -50,6 +52,7 @@ pub struct Node {
     pub trusted: Vec<ipnet::IpNet>,
     /// Message bytes this node may hold in memory at once (one permit per octet).
     pub inflight: tokio::sync::Semaphore,
+    pub recipients: recipients::RecipientCache,
     connections: Mutex<Connections>,
 }
 
@@ -93,6 +96,7 @@ impl Node {
             proxy::parse_networks("trusted-networks", &config.trusted_networks).unwrap_or_default();
         Arc::new(Node {
             inflight: tokio::sync::Semaphore::new(config.max_inflight_bytes),
+            recipients: recipients::RecipientCache::default(),
             config,
             store,
             settings: rx,
@@ -125,6 +129,27 @@ impl Node {
     pub fn reserve_memory(&self, bytes: usize) -> Option<tokio::sync::SemaphorePermit<'_>> {
         let n = u32::try_from(bytes).ok()?;
         self.inflight.try_acquire_many(n).ok()
+    }
+
+    /// RCPT: the store's answer, from the cache when the directory has not changed since.
+    pub async fn check_recipient(
+        &self,
+        address: &str,
+        size: u64,
+    ) -> Result<proto::v1::CheckRecipientReply, tonic::Status> {
+        if size > 0 {
+            return self.store.check_recipient(address, size).await;
+        }
+        let version = self.settings.borrow().directory_version;
+        if version == recipients::UNKNOWN_VERSION {
+            return self.store.check_recipient(address, 0).await;
+        }
+        if let Some(reply) = self.recipients.get(address, version) {
+            return Ok(reply);
+        }
+        let reply = self.store.check_recipient(address, 0).await?;
+        self.recipients.put(address, version, &reply);
+        Ok(reply)
     }
 
     pub fn idle_timeout(&self, service: Service) -> Duration {
@@ -166,11 +191,16 @@ impl Node {
 /// reaches this node as soon as the store has stored it (a push, not a poll).
 async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Settings>) {
     loop {
+        // Not following: directory changes could be missed, so RCPT asks the store again
+        // (`recipients.rs`) until the stream is back with the current version.
+        tx.send_modify(|s| s.directory_version = recipients::UNKNOWN_VERSION);
         match store.watch_settings(&node).await {
             Ok(mut stream) => loop {
                 match stream.message().await {
                     Ok(Some(settings)) => {
-                        tracing::info!(version = settings.version, "settings updated");
+                        if settings.version != tx.borrow().version {
+                            tracing::info!(version = settings.version, "settings updated");
+                        }
                         tx.send_replace(settings);
                     }
                     Ok(None) => break,

@@ -35,13 +35,18 @@ pub async fn serve(
     let mut held: Option<Held> = None;
     let result = drive(stream, peer, &node, service, &session, &mut held).await;
     if let Some(h) = held {
-        h.renewer.abort();
-        if let Err(status) = node.store.close(&h.mailbox, &session).await {
-            // The lease then simply expires after its TTL.
-            tracing::warn!(mailbox = %h.mailbox, error = %status.message(), "could not release the maildrop lease");
-        }
+        release(&node, h, &session).await;
     }
     result
+}
+
+/// Stops renewing the lease and gives it back.
+async fn release(node: &Node, held: Held, session: &Session) {
+    held.renewer.abort();
+    if let Err(status) = node.store.close(&held.mailbox, session).await {
+        // The lease then simply expires after its TTL.
+        tracing::warn!(mailbox = %held.mailbox, error = %status.message(), "could not release the maildrop lease");
+    }
 }
 
 async fn drive(
@@ -110,6 +115,11 @@ async fn drive(
                         }
                         (None, false) => Err(pop3::CommitError::TempFailure),
                     };
+                    // RFC 1939 §6: the UPDATE state releases the maildrop before the reply, so
+                    // the client can log in again (anywhere) as soon as it has read it.
+                    if let Some(h) = held.take() {
+                        release(node, h, session).await;
+                    }
                     pop.commit_done(result);
                 }
                 pop3::Action::StartTls => {

@@ -34,7 +34,7 @@ pub async fn serve(
                     declared_size,
                 } => {
                     let size = declared_size.unwrap_or(0);
-                    let result = node.store.check_recipient(&address, size).await;
+                    let result = node.check_recipient(&address, size).await;
                     session.rcpt_done(replies::rcpt(result, authenticated));
                 }
                 smtp::Action::Deliver { envelope, message } => {
