@@ -1,0 +1,124 @@
+//! POP3 maildrops: the login that grants the lease, message fetches, and the UPDATE-state
+//! commit whose deletes are fenced by the lease (`leases.rs`).
+
+use crate::objects;
+
+use super::*;
+
+impl Store {
+    /// POP3 login: checks credentials and grants the maildrop lease to `session`.
+    pub async fn open_maildrop(
+        &self,
+        user: &str,
+        password: &str,
+        session: &str,
+        node: &str,
+        client_ip: &str,
+    ) -> Result<(Address, Vec<MessageInfo>)> {
+        if session.is_empty() {
+            return Err(StoreError::InvalidArgument("no session id".into()));
+        }
+        let addr = self.check_credentials(user, password, client_ip).await?;
+        let now = Instant::now();
+        let mut state = self.state();
+        if state.is_locked(&addr) {
+            return Err(StoreError::Locked(addr.to_string()));
+        }
+        if let Some(holder) = state.lease_holder(&addr, now)
+            && holder.session != session
+        {
+            return Err(StoreError::InUse(addr.to_string()));
+        }
+        state.leases.insert(
+            addr.clone(),
+            Lease {
+                session: session.to_string(),
+                node: node.to_string(),
+                granted: now,
+                expires: now + self.inner.lease_ttl,
+            },
+        );
+        let messages = state
+            .mailboxes
+            .get(&addr)
+            .map(|mb| {
+                mb.messages
+                    .iter()
+                    .map(|(uidl, size)| MessageInfo {
+                        uidl: uidl.clone(),
+                        size: *size,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((addr, messages))
+    }
+
+    /// The message as a stream of chunks, read from storage as the stream is polled.
+    pub async fn fetch_stream(
+        &self,
+        mailbox: &str,
+        uidl: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Bytes>>> {
+        let addr = Address::parse(mailbox)?;
+        let size = self
+            .state()
+            .mailboxes
+            .get(&addr)
+            .ok_or_else(|| StoreError::UnknownMailbox(addr.to_string()))?
+            .messages
+            .get(uidl)
+            .copied()
+            .ok_or_else(|| StoreError::NoSuchMessage(uidl.to_string()))?;
+        self.inner
+            .objects
+            .get_stream(&objects::message_path(&addr, uidl), size)
+            .await
+    }
+
+    pub async fn fetch(&self, mailbox: &str, uidl: &str) -> Result<Bytes> {
+        let addr = Address::parse(mailbox)?;
+        let exists = self
+            .state()
+            .mailboxes
+            .get(&addr)
+            .ok_or_else(|| StoreError::UnknownMailbox(addr.to_string()))?
+            .messages
+            .contains_key(uidl);
+        if !exists {
+            return Err(StoreError::NoSuchMessage(uidl.to_string()));
+        }
+        self.inner
+            .objects
+            .get(&objects::message_path(&addr, uidl))
+            .await
+    }
+
+    /// POP3 UPDATE state (RFC 1939 §6): removes the given messages durably, if `session` still
+    /// holds the maildrop lease (fencing). Unknown UIDLs (already removed) are skipped, so a
+    /// retried commit is harmless.
+    pub async fn commit(&self, mailbox: &str, session: &str, delete: &[String]) -> Result<u32> {
+        let addr = Address::parse(mailbox)?;
+        self.check_fence(&addr, session)?;
+        let present: Vec<&String> = {
+            let state = self.state();
+            let Some(mb) = state.mailboxes.get(&addr) else {
+                return Ok(0);
+            };
+            delete
+                .iter()
+                .filter(|uidl| mb.messages.contains_key(*uidl))
+                .collect()
+        };
+        let paths: Vec<_> = (present.iter())
+            .map(|uidl| objects::message_path(&addr, uidl))
+            .collect();
+        // One directory sync for all of them.
+        self.inner.objects.delete_many(&paths).await?;
+        let mut state = self.state();
+        for uidl in &present {
+            state.remove_message(&addr, uidl);
+        }
+        Ok(present.len() as u32)
+    }
+}

@@ -1,0 +1,254 @@
+//! The store's state: domains, mailboxes, aliases and messages, kept in memory as an index over
+//! the objects (see `objects.rs`), which are the durable truth. Every mutation writes the
+//! object(s) first and updates the index only after the write is durable, so the index never
+//! promises more than the disk holds; at start-up the index is rebuilt from a listing.
+//!
+//! # Quotas are exact
+//! Usage of a mailbox is the sum of its message objects' sizes; usage of a domain is the sum
+//! over its mailboxes. Both are *derived* from the listing at start-up, so they are exact after
+//! any crash (there is no separate counter to drift). While running, a delivery first
+//! *reserves* its size against the mailbox and the domain under the state lock (check and
+//! reserve are one critical section, so concurrent deliveries from any number of front-ends
+//! can never overshoot a limit), then writes, then turns the reservation into usage — or
+//! releases it if the write failed. A crash loses only in-memory reservations, together with
+//! the unacknowledged writes they belonged to.
+//!
+//! # Maildrop leases
+//! RFC 1939 §8 asks for an exclusive-access lock on the maildrop. The store is the one place
+//! that can grant it for the whole cluster: `open_maildrop` grants a lease to a session id, the
+//! front-end renews it, and `commit` (the only call that deletes) is fenced by it: a session
+//! whose lease expired or was broken cannot delete anything.
+//!
+//! # Layout
+//! - `mod.rs`          — the index (`State`), the `Store` handle and its records.
+//! - `recovery.rs`     — start-up: the index rebuilt from the objects, crash leftovers swept.
+//! - `reservations.rs` — quota checks, the `Reservation` guard, usage bookkeeping.
+//! - `delivery.rs`     — RCPT checks, deliveries, quota warnings.
+//! - `login.rs`        — credentials (with `auth.rs`), SMTP AUTH.
+//! - `maildrop.rs`     — POP3: open (lease grant), fetch, commit (fenced deletes).
+//! - `leases.rs`       — the maildrop lease table: grants, renewals, epochs (fencing).
+//! - `admin.rs`        — domains, mailboxes, aliases, quotas, locks.
+//!
+//! The in-memory lock is a `std::sync::Mutex` that is never held across an `.await`.
+//! Administrative mutations are serialised by `admin` (a tokio mutex) so that check-then-write
+//! sequences such as "domain exists, mailbox does not" cannot interleave.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Credentials;
+use crate::error::{Result, StoreError};
+use crate::names::{self, Address};
+use crate::objects::Objects;
+use crate::settings::SettingsStore;
+use crate::throttle::Throttle;
+
+mod admin;
+mod delivery;
+mod leases;
+mod login;
+mod maildrop;
+mod recovery;
+mod reservations;
+
+use leases::Lease;
+use reservations::QuotaCheck;
+
+/// Share of the quota at which a mailbox gets one warning message.
+pub const QUOTA_WARNING_PERCENT: u64 = 90;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DomainRecord {
+    name: String,
+    #[serde(default)]
+    quota: Option<u64>,
+    #[serde(default)]
+    locked: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MailboxRecord {
+    address: String,
+    password_hash: String,
+    #[serde(default)]
+    quota: Option<u64>,
+    #[serde(default)]
+    locked: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AliasRecord {
+    address: String,
+    targets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Domain {
+    quota: Option<u64>,
+    locked: bool,
+    /// Sum of the sizes of all messages in the domain's mailboxes.
+    used: u64,
+    reserved: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Mailbox {
+    password_hash: String,
+    quota: Option<u64>,
+    locked: bool,
+    /// UIDL -> size in octets. UIDLs are UUIDv7 strings, so key order is arrival order.
+    messages: BTreeMap<String, u64>,
+    used: u64,
+    reserved: u64,
+    /// A quota warning was delivered and usage has not dropped below the threshold since.
+    warned: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    domains: BTreeMap<String, Domain>,
+    mailboxes: BTreeMap<Address, Mailbox>,
+    aliases: BTreeMap<Address, Vec<Address>>,
+    leases: HashMap<Address, Lease>,
+}
+
+/// How an address given at RCPT time resolves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    Mailboxes(Vec<Address>),
+    UnknownUser,
+    RelayDenied,
+    MailboxFull,
+    TooBig,
+}
+
+/// Outcome of a delivery for one requested recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientOutcome {
+    pub recipient: String,
+    pub status: Recipient,
+    /// Mailboxes (of an alias) that did not get the message.
+    pub failed: Vec<String>,
+    /// Mailboxes that got it.
+    pub stored: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    pub uidl: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxStat {
+    pub address: String,
+    pub messages: u64,
+    pub bytes: u64,
+    pub locked: bool,
+    pub quota: Option<u64>,
+    /// (node, session id, age) of the current POP3 lease holder.
+    pub session: Option<(String, String, Duration)>,
+}
+
+impl State {
+    fn domain_hosted(&self, domain: &str) -> bool {
+        self.domains.contains_key(domain)
+    }
+
+    /// Alias or mailbox -> mailboxes. None: no such name in a hosted domain.
+    fn targets(&self, addr: &Address) -> Option<Vec<Address>> {
+        if self.mailboxes.contains_key(addr) {
+            return Some(vec![addr.clone()]);
+        }
+        self.aliases.get(addr).cloned()
+    }
+
+    fn aliases_targeting<'a>(
+        &'a self,
+        pred: impl Fn(&Address) -> bool + 'a,
+    ) -> Option<&'a Address> {
+        self.aliases
+            .iter()
+            .find(|(_, targets)| targets.iter().any(&pred))
+            .map(|(alias, _)| alias)
+    }
+
+    fn is_locked(&self, addr: &Address) -> bool {
+        self.mailboxes.get(addr).is_some_and(|m| m.locked)
+            || self.domains.get(&addr.domain).is_some_and(|d| d.locked)
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    objects: Objects,
+    credentials: Credentials,
+    state: Mutex<State>,
+    admin: tokio::sync::Mutex<()>,
+    lease_ttl: Duration,
+    settings: SettingsStore,
+    throttle: Throttle,
+}
+
+/// Tunables of [`Store::open_with`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub lease_ttl: Duration,
+    /// Base of the growing delay after failed logins (see `throttle.rs`).
+    pub login_delay: Duration,
+    /// Lifetime of a cached verified credential (`auth.rs`); zero turns the cache off.
+    pub auth_cache_ttl: Duration,
+}
+
+impl Options {
+    pub fn new(lease_ttl: Duration) -> Options {
+        Options {
+            lease_ttl,
+            login_delay: Duration::from_millis(250),
+            auth_cache_ttl: crate::auth::DEFAULT_CACHE_TTL,
+        }
+    }
+}
+
+impl Store {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every update under this lock is a handful of field writes that cannot panic halfway
+        // in a way that matters, so a poisoned lock is still consistent.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn lease_ttl(&self) -> Duration {
+        self.inner.lease_ttl
+    }
+
+    pub fn settings(&self) -> &SettingsStore {
+        &self.inner.settings
+    }
+
+    /// `mailrootctl config set KEY VALUE`: durable first, then pushed to every front-end.
+    pub async fn set_config(&self, key: &str, value: &str) -> Result<proto::v1::Settings> {
+        self.inner
+            .settings
+            .set(&self.inner.objects, key, value)
+            .await
+    }
+
+    /// Argon2id computations made so far (tests and benchmarks: warm logins make none).
+    pub fn password_hashes_computed(&self) -> u64 {
+        self.inner
+            .credentials
+            .argon_runs
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
