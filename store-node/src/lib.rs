@@ -7,7 +7,8 @@
 //! - `group_commit.rs` — batched directory fsyncs and the sticky failure after a failed sync.
 //! - `password.rs` — Argon2id hashing keyed with the cluster auth GUID.
 //! - `auth.rs`     — bounded Argon2id work and the cache of verified credentials.
-//! - `store.rs`    — the in-memory index over the objects and every store operation.
+//! - `store/`      — the in-memory index over the objects and every store operation, one
+//!   module per responsibility (see `store/mod.rs`).
 //! - `settings.rs` — cluster-wide settings (greeting, require-secure-auth) and their push.
 //! - `throttle.rs` — cluster-wide brute-force throttling of logins.
 //! - `grpc.rs`     — the gRPC services, the auth GUID / admin token checks.
