@@ -18,6 +18,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The load command's tools (Postfix's smtp-source, postal, rabid): installed without starting
+# Postfix (tests/load.sh is tested against a running cluster).
+./tests/install-load-tools.sh
+
 # A real S3-compatible server for the store's S3 backend tests.
 if ! command -v s3s-fs >/dev/null 2>&1; then
     echo "==> installing s3s-fs"
