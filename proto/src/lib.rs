@@ -13,3 +13,117 @@ pub const AUTH_GUID_HEADER: &str = "x-mailroot-auth-guid";
 pub const ERROR_REASON_HEADER: &str = "x-mailroot-error";
 /// Largest gRPC message either side accepts: a maximum-size mail (25 MB) plus room.
 pub const MAX_GRPC_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Why the store refused or failed a call: sent as [`ERROR_REASON_HEADER`] next to every error
+/// status, so that front-ends and `mailrootctl` decide on this enum and never on message
+/// texts. The store maps its error enum to it in one place; front-ends map it to protocol
+/// replies in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    UnknownDomain,
+    DomainExists,
+    DomainNotEmpty,
+    UnknownMailbox,
+    MailboxExists,
+    InvalidName,
+    InvalidArgument,
+    BadCredentials,
+    NoSuchMessage,
+    Locked,
+    Throttled,
+    InUse,
+    LeaseLost,
+    AliasExists,
+    UnknownAlias,
+    AliasTarget,
+    /// Storage could not make a write durable or could not be reached: try again later.
+    Storage,
+    Corrupt,
+    Internal,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 19] = [
+        Reason::UnknownDomain,
+        Reason::DomainExists,
+        Reason::DomainNotEmpty,
+        Reason::UnknownMailbox,
+        Reason::MailboxExists,
+        Reason::InvalidName,
+        Reason::InvalidArgument,
+        Reason::BadCredentials,
+        Reason::NoSuchMessage,
+        Reason::Locked,
+        Reason::Throttled,
+        Reason::InUse,
+        Reason::LeaseLost,
+        Reason::AliasExists,
+        Reason::UnknownAlias,
+        Reason::AliasTarget,
+        Reason::Storage,
+        Reason::Corrupt,
+        Reason::Internal,
+    ];
+
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::UnknownDomain => "unknown-domain",
+            Reason::DomainExists => "domain-exists",
+            Reason::DomainNotEmpty => "domain-not-empty",
+            Reason::UnknownMailbox => "unknown-mailbox",
+            Reason::MailboxExists => "mailbox-exists",
+            Reason::InvalidName => "invalid-name",
+            Reason::InvalidArgument => "invalid-argument",
+            Reason::BadCredentials => "bad-credentials",
+            Reason::NoSuchMessage => "no-such-message",
+            Reason::Locked => "locked",
+            Reason::Throttled => "throttled",
+            Reason::InUse => "in-use",
+            Reason::LeaseLost => "lease-lost",
+            Reason::AliasExists => "alias-exists",
+            Reason::UnknownAlias => "unknown-alias",
+            Reason::AliasTarget => "alias-target",
+            Reason::Storage => "storage",
+            Reason::Corrupt => "corrupt",
+            Reason::Internal => "internal",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// The reason carried by a status; `None` when the failure never reached the store
+    /// (connection refused, timeout) or came from an older store.
+    pub fn of(status: &tonic::Status) -> Option<Reason> {
+        status
+            .metadata()
+            .get(ERROR_REASON_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Reason::parse)
+    }
+
+    /// Attaches this reason to a status.
+    pub fn attach(self, status: &mut tonic::Status) {
+        status.metadata_mut().insert(
+            ERROR_REASON_HEADER,
+            tonic::metadata::MetadataValue::from_static(self.as_str()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_round_trips_through_a_status() {
+        for r in Reason::ALL {
+            let mut status = tonic::Status::unavailable("x");
+            r.attach(&mut status);
+            assert_eq!(Reason::of(&status), Some(r));
+        }
+        assert_eq!(Reason::of(&tonic::Status::unavailable("x")), None);
+    }
+}

@@ -2,7 +2,7 @@
 //! gRPC status. The machine-readable `reason()` travels in the `x-mailroot-error` metadata so
 //! front-ends and `mailrootctl` never parse message texts.
 
-use proto::ERROR_REASON_HEADER;
+use proto::Reason;
 use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,9 @@ pub enum StoreError {
     AliasTarget { name: String, alias: String },
     #[error("storage failure: {0}")]
     Storage(#[from] object_store::Error),
+    /// Local storage failed to read, write, name or remove a file.
+    #[error("storage I/O failure: {0}")]
+    Io(String),
     /// Local storage could not make a write durable (see `group_commit.rs`).
     #[error("storage could not sync: {0}")]
     Durability(String),
@@ -53,28 +56,30 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
-    /// Stable, machine-readable reason sent next to the status.
-    pub fn reason(&self) -> &'static str {
+    /// The machine-readable reason sent next to the status (`proto::Reason`).
+    pub fn reason(&self) -> Reason {
         match self {
-            StoreError::UnknownDomain(_) => "unknown-domain",
-            StoreError::DomainExists(_) => "domain-exists",
-            StoreError::DomainNotEmpty(..) => "domain-not-empty",
-            StoreError::UnknownMailbox(_) => "unknown-mailbox",
-            StoreError::MailboxExists(_) => "mailbox-exists",
-            StoreError::InvalidName { .. } => "invalid-name",
-            StoreError::InvalidArgument(_) => "invalid-argument",
-            StoreError::BadCredentials => "bad-credentials",
-            StoreError::NoSuchMessage(_) => "no-such-message",
-            StoreError::Locked(_) => "locked",
-            StoreError::Throttled => "throttled",
-            StoreError::InUse(_) => "in-use",
-            StoreError::LeaseLost(_) => "lease-lost",
-            StoreError::AliasExists(_) => "alias-exists",
-            StoreError::UnknownAlias(_) => "unknown-alias",
-            StoreError::AliasTarget { .. } => "alias-target",
-            StoreError::Storage(_) | StoreError::Durability(_) => "storage",
-            StoreError::Corrupt { .. } => "corrupt",
-            StoreError::Internal(_) => "internal",
+            StoreError::UnknownDomain(_) => Reason::UnknownDomain,
+            StoreError::DomainExists(_) => Reason::DomainExists,
+            StoreError::DomainNotEmpty(..) => Reason::DomainNotEmpty,
+            StoreError::UnknownMailbox(_) => Reason::UnknownMailbox,
+            StoreError::MailboxExists(_) => Reason::MailboxExists,
+            StoreError::InvalidName { .. } => Reason::InvalidName,
+            StoreError::InvalidArgument(_) => Reason::InvalidArgument,
+            StoreError::BadCredentials => Reason::BadCredentials,
+            StoreError::NoSuchMessage(_) => Reason::NoSuchMessage,
+            StoreError::Locked(_) => Reason::Locked,
+            StoreError::Throttled => Reason::Throttled,
+            StoreError::InUse(_) => Reason::InUse,
+            StoreError::LeaseLost(_) => Reason::LeaseLost,
+            StoreError::AliasExists(_) => Reason::AliasExists,
+            StoreError::UnknownAlias(_) => Reason::UnknownAlias,
+            StoreError::AliasTarget { .. } => Reason::AliasTarget,
+            StoreError::Storage(_) | StoreError::Io(_) | StoreError::Durability(_) => {
+                Reason::Storage
+            }
+            StoreError::Corrupt { .. } => Reason::Corrupt,
+            StoreError::Internal(_) => Reason::Internal,
         }
     }
 
@@ -99,7 +104,9 @@ impl StoreError {
             }
             StoreError::BadCredentials => Code::PermissionDenied,
             // Storage trouble is worth a retry by the caller (SMTP 451, POP3 [SYS/TEMP]).
-            StoreError::Storage(_) | StoreError::Durability(_) => Code::Unavailable,
+            StoreError::Storage(_) | StoreError::Io(_) | StoreError::Durability(_) => {
+                Code::Unavailable
+            }
             StoreError::Corrupt { .. } | StoreError::Internal(_) => Code::Internal,
         }
     }
@@ -110,6 +117,7 @@ impl From<StoreError> for Status {
         if matches!(
             err,
             StoreError::Storage(_)
+                | StoreError::Io(_)
                 | StoreError::Durability(_)
                 | StoreError::Corrupt { .. }
                 | StoreError::Internal(_)
@@ -117,10 +125,7 @@ impl From<StoreError> for Status {
             tracing::error!(error = %err, "store operation failed");
         }
         let mut status = Status::new(err.code(), err.to_string());
-        status.metadata_mut().insert(
-            ERROR_REASON_HEADER,
-            tonic::metadata::MetadataValue::from_static(err.reason()),
-        );
+        err.reason().attach(&mut status);
         status
     }
 }

@@ -63,7 +63,7 @@ impl std::fmt::Debug for GroupCommit {
     }
 }
 
-fn fsync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+pub fn fsync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
@@ -83,6 +83,11 @@ impl GroupCommit {
             batches: AtomicU64::new(0),
             sync_dir,
         }
+    }
+
+    /// Sync requests made so far (tests wait for concurrent writers to join a batch).
+    pub fn tickets(&self) -> u64 {
+        self.lock().requested
     }
 
     /// True once a sync has failed: nothing written since can be trusted to be durable.

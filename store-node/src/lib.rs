@@ -5,6 +5,7 @@
 //! - `names.rs`    — name rules for domains, mailboxes and addresses.
 //! - `objects.rs`  — the object layout on `object_store` and the fsync/crash-safety rules.
 //! - `group_commit.rs` — batched directory fsyncs and the sticky failure after a failed sync.
+//! - `faults.rs`   — fault injection around the object store (tests only).
 //! - `password.rs` — Argon2id hashing keyed with the cluster auth GUID.
 //! - `auth.rs`     — bounded Argon2id work and the cache of verified credentials.
 //! - `store/`      — the in-memory index over the objects and every store operation, one
@@ -19,6 +20,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod faults;
 pub mod group_commit;
 pub mod grpc;
 pub mod names;

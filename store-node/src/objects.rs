@@ -56,6 +56,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::{Result, StoreError};
+use crate::faults::Op;
 use crate::group_commit::GroupCommit;
 use crate::names::Address;
 
@@ -85,6 +86,8 @@ struct Local {
     commit: Arc<GroupCommit>,
     /// New objects are written as unnamed files (`O_TMPFILE`) where the filesystem allows.
     unnamed_files: bool,
+    #[cfg(feature = "fault-injection")]
+    faults: Option<Arc<crate::faults::Faults>>,
 }
 
 impl Objects {
@@ -127,6 +130,8 @@ impl Objects {
                     root,
                     commit: Arc::new(commit),
                     unnamed_files,
+                    #[cfg(feature = "fault-injection")]
+                    faults: None,
                 })),
             },
         })
@@ -140,6 +145,23 @@ impl Objects {
             p => Arc::new(PrefixStore::new(s3, p)),
         };
         Ok(Objects { store, local: None })
+    }
+
+    /// Routes the local backend's writes, syncs and deletes through `faults` (tests; pair it
+    /// with a group commit made with [`crate::faults::Faults::dir_sync`]).
+    #[cfg(feature = "fault-injection")]
+    pub fn with_faults(self, faults: Arc<crate::faults::Faults>) -> Objects {
+        let local = self.local.map(|l| {
+            let mut l = Arc::try_unwrap(l).expect("with_faults right after open");
+            l.faults = Some(faults);
+            Arc::new(l)
+        });
+        Objects { local, ..self }
+    }
+
+    /// Sync requests made to the group commit so far (0 without it).
+    pub fn sync_tickets(&self) -> u64 {
+        self.local.as_ref().map_or(0, |l| l.commit.tickets())
     }
 
     /// Directory fsyncs made so far (0 without group commit).
@@ -269,15 +291,13 @@ impl Objects {
         tokio::task::spawn_blocking(move || {
             let mut dirs = std::collections::BTreeSet::new();
             for file in &files {
-                match std::fs::remove_file(file) {
+                match l
+                    .fault(Op::Delete, file)
+                    .and_then(|()| std::fs::remove_file(file))
+                {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => {
-                        return Err(StoreError::Internal(format!(
-                            "remove {}: {e}",
-                            file.display()
-                        )));
-                    }
+                    Err(e) => return Err(io_error("remove", file, e)),
                 }
                 if let Some(parent) = file.parent() {
                     dirs.insert(parent.to_path_buf());
@@ -318,6 +338,17 @@ enum TmpFile {
 }
 
 impl Local {
+    /// The fault-injection hook (a no-op without the `fault-injection` feature).
+    #[inline]
+    fn fault(&self, op: Op, path: &std::path::Path) -> std::io::Result<()> {
+        #[cfg(feature = "fault-injection")]
+        if let Some(faults) = &self.faults {
+            return faults.hit(op, path);
+        }
+        let _ = (op, path);
+        Ok(())
+    }
+
     /// Steps 1-3 of the module doc, on a blocking thread. Returns the directories whose
     /// entries changed (step 4 syncs them) and whether the object is new.
     ///
@@ -332,6 +363,8 @@ impl Local {
         target: &std::path::Path,
         bytes: &[u8],
     ) -> Result<(Vec<PathBuf>, bool)> {
+        self.fault(Op::Put, target)
+            .map_err(|e| io_error("write", target, e))?;
         let parent = target
             .parent()
             .ok_or_else(|| StoreError::Internal(format!("{} has no parent", target.display())))?;
@@ -354,7 +387,12 @@ impl Local {
         }
         let created = !target.exists();
         self.write_staged(staged, bytes)?;
-        std::fs::rename(staged, target).map_err(|e| io_error("rename", target, e))?;
+        self.fault(Op::Rename, target)
+            .and_then(|()| std::fs::rename(staged, target))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(staged);
+                io_error("rename", target, e)
+            })?;
         Ok((dirs, created))
     }
 
@@ -404,7 +442,10 @@ impl Local {
         };
         file.write_all(bytes)
             .map_err(|e| TmpFile::Failed(io_error("write in", dir, e)))?;
-        if let Err(e) = file.sync_data() {
+        if let Err(e) = self
+            .fault(Op::FileSync, target)
+            .and_then(|()| file.sync_data())
+        {
             let why = format!("fdatasync in {}: {e}", dir.display());
             self.commit.fail(&why);
             return Err(TmpFile::Failed(StoreError::Durability(why)));
@@ -413,6 +454,8 @@ impl Local {
             .expect("no NUL in a /proc path");
         let name = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
             .map_err(|_| TmpFile::Failed(StoreError::Internal("NUL in a path".into())))?;
+        self.fault(Op::Rename, target)
+            .map_err(|e| TmpFile::Failed(io_error("link", target, e)))?;
         // SAFETY: both paths are valid NUL-terminated strings; `file` keeps the fd open.
         let rc = unsafe {
             libc::linkat(
@@ -446,7 +489,10 @@ impl Local {
         let mut file = std::fs::File::create(staged).map_err(|e| io_error("create", staged, e))?;
         file.write_all(bytes)
             .map_err(|e| io_error("write", staged, e))?;
-        if let Err(e) = file.sync_data() {
+        if let Err(e) = self
+            .fault(Op::FileSync, staged)
+            .and_then(|()| file.sync_data())
+        {
             let _ = std::fs::remove_file(staged);
             let why = format!("fdatasync {}: {e}", staged.display());
             self.commit.fail(&why);
@@ -457,7 +503,7 @@ impl Local {
 }
 
 fn io_error(what: &str, p: &std::path::Path, e: std::io::Error) -> StoreError {
-    StoreError::Internal(format!("{what} {}: {e}", p.display()))
+    StoreError::Io(format!("{what} {}: {e}", p.display()))
 }
 
 pub fn domains_prefix() -> Path {

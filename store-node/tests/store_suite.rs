@@ -405,7 +405,7 @@ async fn locks_refuse_login_but_not_delivery(b: &Backend) {
         .open_maildrop("alice@example.test", "pw-alice@example.test", "s", "n", "")
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), "locked");
+    assert_eq!(err.reason().as_str(), "locked");
     let out = store
         .deliver(&id(), &["alice@example.test".into()], msg(0, 100))
         .await
@@ -422,7 +422,7 @@ async fn locks_refuse_login_but_not_delivery(b: &Backend) {
         .open_maildrop("bob@example.test", "pw-bob@example.test", "s", "n", "")
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), "locked");
+    assert_eq!(err.reason().as_str(), "locked");
     assert!(
         store
             .open_maildrop("carol@other.test", "pw-carol@other.test", "s", "n", "")
@@ -455,7 +455,7 @@ async fn maildrop_lease_is_exclusive_expires_and_fences(b: &Backend) {
         .open_maildrop("alice@example.test", pw, "B", "node-b", "")
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), "in-use");
+    assert_eq!(err.reason().as_str(), "in-use");
     let stat = &store.stat(Some("alice@example.test")).unwrap()[0];
     assert_eq!(stat.session.as_ref().map(|s| s.0.as_str()), Some("node-a"));
     // Renewal keeps it; without renewal it expires and B gets in.
@@ -467,21 +467,25 @@ async fn maildrop_lease_is_exclusive_expires_and_fences(b: &Backend) {
             .await
         {
             Ok(_) => break,
-            Err(e) => assert_eq!(e.reason(), "in-use"),
+            Err(e) => assert_eq!(e.reason().as_str(), "in-use"),
         }
         assert!(Instant::now() < deadline, "lease never expired");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The stale holder A is fenced: it can neither renew nor delete.
     assert_eq!(
-        store.renew("alice@example.test", "A").unwrap_err().reason(),
+        store
+            .renew("alice@example.test", "A")
+            .unwrap_err()
+            .reason()
+            .as_str(),
         "lease-lost"
     );
     let err = store
         .commit("alice@example.test", "A", std::slice::from_ref(&uidl))
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), "lease-lost");
+    assert_eq!(err.reason().as_str(), "lease-lost");
     assert_eq!(used(&store, "alice@example.test").0, 1);
     // An admin can break B's session; then A... still cannot delete (its lease is gone).
     assert!(store.break_session("alice@example.test").unwrap());
@@ -510,6 +514,47 @@ async fn maildrop_lease_is_exclusive_expires_and_fences(b: &Backend) {
     );
 }
 
+/// `domain delete --force` must look at EVERY alias that points into the domain: an alias of
+/// the domain itself (deleted with it) sorting before or after an outside alias must not hide
+/// the outside one, which would be left dangling.
+async fn alias_guard_holds_for_every_order_of_aliases(b: &Backend) {
+    let store = b.open().await;
+    setup(&store).await;
+    for (inner, outer) in [("aaa", "zzz"), ("zzz", "aaa")] {
+        let inner = format!("{inner}@example.test");
+        let outer = format!("{outer}@other.test");
+        store
+            .add_alias(&inner, &["bob@example.test".into()])
+            .await
+            .unwrap();
+        store
+            .add_alias(&outer, &["alice@example.test".into()])
+            .await
+            .unwrap();
+        let err = store.delete_domain("example.test", true).await.unwrap_err();
+        assert_eq!(
+            err.reason().as_str(),
+            "alias-target",
+            "{inner} {outer}: {err}"
+        );
+        assert!(err.to_string().contains(&outer), "{err}");
+        assert!(store.list_domains().contains(&"example.test".to_string()));
+        assert!(matches!(
+            store.check_recipient(&outer, 0),
+            Recipient::Mailboxes(_)
+        ));
+        store.delete_alias(&outer).await.unwrap();
+        store.delete_alias(&inner).await.unwrap();
+    }
+    // With no alias outside, --force takes the domain and its own aliases.
+    store
+        .add_alias("team@example.test", &["bob@example.test".into()])
+        .await
+        .unwrap();
+    store.delete_domain("example.test", true).await.unwrap();
+    assert!(store.list_aliases(None).unwrap().is_empty());
+}
+
 async fn domain_and_mailbox_lifecycle(b: &Backend) {
     let store = b.open().await;
     setup(&store).await;
@@ -522,7 +567,8 @@ async fn domain_and_mailbox_lifecycle(b: &Backend) {
             .delete_domain("example.test", false)
             .await
             .unwrap_err()
-            .reason(),
+            .reason()
+            .as_str(),
         "domain-not-empty"
     );
     store.delete_domain("example.test", true).await.unwrap();
@@ -578,4 +624,5 @@ suite!(
     locks_refuse_login_but_not_delivery,
     maildrop_lease_is_exclusive_expires_and_fences,
     domain_and_mailbox_lifecycle,
+    alias_guard_holds_for_every_order_of_aliases,
 );

@@ -87,7 +87,7 @@ async fn drive(
                             });
                         }
                         Err(status) => {
-                            tracing::info!(%peer, %user, reason = replies::reason(&status), "POP3 login refused");
+                            tracing::info!(%peer, %user, reason = ?replies::reason(&status), "POP3 login refused");
                         }
                     }
                     pop.auth_done(outcome);
@@ -232,7 +232,7 @@ fn spawn_renewer(
             tick.tick().await;
             match node.store.renew(&mailbox, &session).await {
                 Ok(()) => {}
-                Err(status) if replies::reason(&status) == "lease-lost" => {
+                Err(status) if replies::reason(&status) == Some(proto::Reason::LeaseLost) => {
                     tracing::warn!(%mailbox, "maildrop lease lost to another session");
                     return;
                 }

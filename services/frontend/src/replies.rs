@@ -1,19 +1,15 @@
 //! The one table that turns store answers (gRPC statuses and replies) into protocol verdicts.
 //! The sans-io sessions own the reply texts; this module only decides which verdict applies.
 
-use proto::ERROR_REASON_HEADER;
+use proto::Reason;
 use proto::v1::{CheckRecipientReply, DeliverReply, RecipientStatus};
 
 use crate::dsn;
 use tonic::Status;
 
-/// The store's machine-readable reason for a failure ("" when the failure never reached it).
-pub fn reason(status: &Status) -> &str {
-    status
-        .metadata()
-        .get(ERROR_REASON_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+/// The store's machine-readable reason for a failure (`None` when it never reached the store).
+pub fn reason(status: &Status) -> Option<Reason> {
+    Reason::of(status)
 }
 
 fn log_temp(what: &str, status: &Status) {
@@ -53,9 +49,12 @@ pub fn smtp_auth(result: Result<proto::v1::AuthenticateReply, Status>) -> smtp::
             senders: reply.senders,
         },
         Err(status) => match reason(&status) {
-            "bad-credentials" | "invalid-name" | "unknown-mailbox" | "locked" => {
-                smtp::AuthVerdict::Invalid
-            }
+            Some(
+                Reason::BadCredentials
+                | Reason::InvalidName
+                | Reason::UnknownMailbox
+                | Reason::Locked,
+            ) => smtp::AuthVerdict::Invalid,
             _ => {
                 log_temp("SMTP AUTH", &status);
                 smtp::AuthVerdict::TempFailure
@@ -71,7 +70,7 @@ pub fn deliver(
 ) -> (smtp::DeliverVerdict, Vec<dsn::Failure>) {
     let reply = match result {
         Ok(reply) => reply,
-        Err(status) if reason(&status) == "unknown-mailbox" => {
+        Err(status) if reason(&status) == Some(Reason::UnknownMailbox) => {
             return (
                 smtp::DeliverVerdict::Rejected("recipient mailbox no longer exists".into()),
                 vec![],
@@ -85,6 +84,7 @@ pub fn deliver(
     let mut failures = Vec::new();
     let mut any_stored = false;
     let mut all_too_big = true;
+    let mut all_quota = true;
     for r in &reply.results {
         let status = RecipientStatus::try_from(r.status).unwrap_or(RecipientStatus::Unspecified);
         // An alias whose targets partly failed still reached the others.
@@ -92,11 +92,15 @@ pub fn deliver(
         let (code, diagnostic) = match status {
             RecipientStatus::Accept => continue,
             RecipientStatus::MailboxFull => ("5.2.2", "552 5.2.2 mailbox full"),
-            RecipientStatus::TooBig => ("5.3.4", "552 5.3.4 message too big for the mailbox quota"),
+            RecipientStatus::TooBig => ("5.2.3", "552 5.2.3 message larger than the mailbox quota"),
             RecipientStatus::UnknownUser => ("5.1.1", "550 5.1.1 no such user here"),
             _ => ("5.0.0", "554 5.0.0 delivery failed"),
         };
         all_too_big &= status == RecipientStatus::TooBig;
+        all_quota &= matches!(
+            status,
+            RecipientStatus::TooBig | RecipientStatus::MailboxFull
+        );
         let targets: Vec<String> = if r.failed_mailboxes.is_empty() {
             vec![r.recipient.clone()]
         } else {
@@ -110,6 +114,9 @@ pub fn deliver(
             });
         }
     }
+    // RFC 5321 §6.1: once one copy is stored the answer is 250, and every recipient that
+    // failed after that is reported in a DSN, never by a 5xx that would make the client send
+    // the stored copies again.
     if any_stored {
         (
             smtp::DeliverVerdict::Stored { id: id.to_string() },
@@ -117,8 +124,13 @@ pub fn deliver(
         )
     } else if all_too_big {
         (smtp::DeliverVerdict::TooBig, vec![])
-    } else {
+    } else if all_quota {
         (smtp::DeliverVerdict::MailboxFull, vec![])
+    } else {
+        (
+            smtp::DeliverVerdict::Rejected("no recipient could take the message".into()),
+            vec![],
+        )
     }
 }
 
@@ -135,12 +147,12 @@ pub fn auth(result: &Result<proto::v1::OpenMaildropReply, Status>) -> pop3::Auth
                 .collect(),
         },
         Err(status) => match reason(status) {
-            "bad-credentials" | "invalid-name" | "unknown-mailbox" => {
+            Some(Reason::BadCredentials | Reason::InvalidName | Reason::UnknownMailbox) => {
                 pop3::AuthOutcome::BadCredentials
             }
-            "locked" => pop3::AuthOutcome::Locked,
-            "in-use" => pop3::AuthOutcome::InUse,
-            // "throttled" and store trouble: try again later.
+            Some(Reason::Locked) => pop3::AuthOutcome::Locked,
+            Some(Reason::InUse) => pop3::AuthOutcome::InUse,
+            // Throttled and store trouble: try again later.
             _ => {
                 log_temp("POP3 login", status);
                 pop3::AuthOutcome::TempFailure
@@ -151,7 +163,7 @@ pub fn auth(result: &Result<proto::v1::OpenMaildropReply, Status>) -> pop3::Auth
 
 pub fn fetch(status: &Status) -> pop3::FetchError {
     match reason(status) {
-        "no-such-message" | "unknown-mailbox" => pop3::FetchError::Gone,
+        Some(Reason::NoSuchMessage | Reason::UnknownMailbox) => pop3::FetchError::Gone,
         _ => {
             log_temp("RETR", status);
             pop3::FetchError::TempFailure
@@ -161,7 +173,7 @@ pub fn fetch(status: &Status) -> pop3::FetchError {
 
 pub fn commit(result: Result<u32, Status>) -> Result<(), pop3::CommitError> {
     result.map(|_| ()).map_err(|status| match reason(&status) {
-        "lease-lost" => {
+        Some(Reason::LeaseLost) => {
             tracing::warn!("POP3 commit refused: the maildrop lease was lost (fenced)");
             pop3::CommitError::LostLock
         }

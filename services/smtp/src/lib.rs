@@ -106,7 +106,8 @@ pub enum RcptVerdict {
     UnknownUser,
     RelayDenied,
     MailboxFull,
-    /// Larger than the recipient's quota itself: it can never fit (552 5.3.4).
+    /// Larger than the recipient's quota itself: it can never fit (552 5.2.3, a per-mailbox
+    /// limit in RFC 3463; X.3.4 is the system-wide size limit).
     TooBig,
     TempFailure,
     /// Refused by policy: "550 5.7.1 <addr>: text" (e.g. no outbound delivery yet).
@@ -131,7 +132,7 @@ pub enum DeliverVerdict {
         id: String,
     },
     MailboxFull,
-    /// Larger than every recipient's quota (552 5.3.4).
+    /// Larger than every recipient's quota (552 5.2.3, a per-mailbox limit).
     TooBig,
     TempFailure,
     Rejected(String),

@@ -206,7 +206,7 @@ impl Reply {
                 format!("552 5.2.2 <{}>: mailbox full", clean(address))
             }
             Reply::RcptTooBig { address } => format!(
-                "552 5.3.4 <{}>: message too big for the mailbox quota",
+                "552 5.2.3 <{}>: message larger than the mailbox quota",
                 clean(address)
             ),
             Reply::TempFailure => "451 4.3.0 temporary failure, try again later".into(),
@@ -214,7 +214,7 @@ impl Reply {
                 "452 4.3.1 insufficient system storage, try again later".into()
             }
             Reply::MailboxFull => "552 5.2.2 mailbox full".into(),
-            Reply::TooBigForQuota => "552 5.3.4 message too big for the mailbox quota".into(),
+            Reply::TooBigForQuota => "552 5.2.3 message larger than the mailbox quota".into(),
             Reply::Rejected { text } => format!("554 5.0.0 {}", clean(text)),
 
             // RFC 5321 2.3.8: CR and LF only as CRLF; smuggling defence.

@@ -480,7 +480,7 @@ fn delivery_verdicts() {
         (DeliverVerdict::MailboxFull, "552 5.2.2 mailbox full"),
         (
             DeliverVerdict::TooBig,
-            "552 5.3.4 message too big for the mailbox quota",
+            "552 5.2.3 message larger than the mailbox quota",
         ),
         (
             DeliverVerdict::TempFailure,
@@ -894,7 +894,7 @@ fn declared_size_reaches_the_recipient_check_and_quota_verdicts_reply_552() {
     assert_eq!(sizes, vec![Some(5000), Some(5000)]);
     let text = String::from_utf8(out).unwrap();
     assert!(
-        text.contains("552 5.3.4 <huge@b.c>: message too big for the mailbox quota\r\n"),
+        text.contains("552 5.2.3 <huge@b.c>: message larger than the mailbox quota\r\n"),
         "{text}"
     );
     assert!(

@@ -27,9 +27,11 @@ impl Store {
             if !state.domains.contains_key(&name) {
                 return Err(StoreError::UnknownDomain(name));
             }
-            // An alias elsewhere that points into this domain keeps it alive.
-            if let Some(alias) = state.aliases_targeting(|t| t.domain == name)
-                && alias.domain != name
+            // An alias elsewhere that points into this domain keeps it alive (its own aliases
+            // go with it).
+            if let Some(alias) = state
+                .aliases_targeting(|t| t.domain == name)
+                .find(|alias| alias.domain != name)
             {
                 return Err(StoreError::AliasTarget {
                     name: format!("domain {name}"),
@@ -177,7 +179,7 @@ impl Store {
             if !state.mailboxes.contains_key(&addr) {
                 return Err(StoreError::UnknownMailbox(addr.to_string()));
             }
-            if let Some(alias) = state.aliases_targeting(|t| *t == addr) {
+            if let Some(alias) = state.aliases_targeting(|t| *t == addr).next() {
                 return Err(StoreError::AliasTarget {
                     name: format!("mailbox {addr}"),
                     alias: alias.to_string(),

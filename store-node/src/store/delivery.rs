@@ -5,6 +5,16 @@ use crate::objects;
 
 use super::*;
 
+/// What became of one copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Copy {
+    Stored,
+    Refused(QuotaCheck),
+    /// The mailbox does not exist (any more): an alias pointing nowhere, or a mailbox deleted
+    /// during the write.
+    Gone,
+}
+
 impl Store {
     /// RCPT time: resolves the address and, with a declared size, checks every quota on the way.
     pub fn check_recipient(&self, raw: &str, size: u64) -> Recipient {
@@ -74,75 +84,97 @@ impl Store {
                 stored: Vec::new(),
             });
         }
+        // Each copy is written by a task of its own: a caller that goes away (front-end
+        // timeout or crash, client reset) cancels only the waiting, never a copy halfway
+        // between reservation and settlement. A copy finished after its caller left is a
+        // message whose sender got no 250: delivered, the safe direction.
         let writes = copies.iter().map(|(i, addr, uidl)| {
-            let message = message.clone();
-            async move { (*i, addr, self.store_copy(addr, uidl, message).await) }
+            let (store, addr, uidl) = (self.clone(), addr.clone(), uidl.clone());
+            let task = tokio::spawn({
+                let message = message.clone();
+                async move { store.store_copy(&addr, &uidl, message).await }
+            });
+            async move { (*i, task.await) }
         });
-        let mut too_big = vec![false; outcomes.len()];
-        for (i, addr, result) in futures::future::join_all(writes).await {
-            match result? {
-                QuotaCheck::Fits => {
+        let mut why: Vec<Option<Recipient>> = vec![None; outcomes.len()];
+        let mut storage_error = None;
+        for ((i, joined), (_, addr, _)) in futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .zip(&copies)
+        {
+            let failure = match joined.map_err(|e| StoreError::Internal(e.to_string())) {
+                Ok(Ok(Copy::Stored)) => {
                     outcomes[i].stored.push(addr.to_string());
                     continue;
                 }
-                QuotaCheck::Full => {}
-                QuotaCheck::TooBig => too_big[i] = true,
-            }
+                Ok(Ok(Copy::Refused(QuotaCheck::TooBig))) => Recipient::TooBig,
+                Ok(Ok(Copy::Refused(_))) => Recipient::MailboxFull,
+                Ok(Ok(Copy::Gone)) => Recipient::UnknownUser,
+                Err(e) | Ok(Err(e)) => {
+                    storage_error.get_or_insert(e);
+                    continue;
+                }
+            };
             outcomes[i].failed.push(addr.to_string());
+            // A full mailbox is worth naming before a too-big or a vanished one.
+            let w = &mut why[i];
+            if w.is_none() || failure == Recipient::MailboxFull {
+                *w = Some(failure);
+            }
         }
-        for (o, too_big) in outcomes.iter_mut().zip(too_big) {
-            if !o.failed.is_empty() {
-                o.status = if too_big {
-                    Recipient::TooBig
-                } else {
-                    Recipient::MailboxFull
-                };
+        if let Some(e) = storage_error {
+            // A copy could not be made durable: the delivery as a whole is "try later". Copies
+            // that were stored are found again by a retry with the same id (their UIDL).
+            return Err(e);
+        }
+        for (o, why) in outcomes.iter_mut().zip(why) {
+            if let Some(why) = why {
+                o.status = why;
             }
         }
         Ok(outcomes)
     }
 
-    /// One copy: reserve, write durably, settle. A storage error is returned as an error (the
-    /// whole delivery is then answered "try later"; copies already written are found again by
-    /// the retry through their UIDL).
+    /// One copy: reserve, write durably, settle (see `reservations.rs`). A storage error is
+    /// returned as an error; the reservation is given back whatever happens.
     pub(super) async fn store_copy(
         &self,
         addr: &Address,
         uidl: &str,
         message: Bytes,
-    ) -> Result<QuotaCheck> {
+    ) -> Result<Copy> {
         let size = message.len() as u64;
-        {
-            let mut state = self.state();
-            let mb = state
-                .mailboxes
-                .get(addr)
-                .ok_or_else(|| StoreError::UnknownMailbox(addr.to_string()))?;
-            if mb.messages.contains_key(uidl) {
-                return Ok(QuotaCheck::Fits);
+        let reservation = {
+            let state = self.state();
+            match state.mailboxes.get(addr) {
+                None => return Ok(Copy::Gone),
+                Some(mb) if mb.messages.contains_key(uidl) => return Ok(Copy::Stored),
+                Some(_) => {}
             }
-            let check = state.reserve(addr, size)?;
-            if check != QuotaCheck::Fits {
-                return Ok(check);
+            drop(state);
+            match self.reserve(addr, size) {
+                Ok(Ok(r)) => r,
+                Ok(Err(check)) => return Ok(Copy::Refused(check)),
+                Err(StoreError::UnknownMailbox(_)) => return Ok(Copy::Gone),
+                Err(e) => return Err(e),
             }
-        }
+        };
         let path = objects::message_path(addr, uidl);
-        if let Err(e) = self.inner.objects.put(&path, message).await {
-            self.state().release(addr, size);
-            return Err(e);
-        }
-        let warn = {
-            let mut state = self.state();
-            if !state.mailboxes.contains_key(addr) {
-                // Deleted while we wrote: the start-up sweep removes the object.
-                return Err(StoreError::UnknownMailbox(addr.to_string()));
+        self.inner.objects.put(&path, message).await?;
+        let Some(warn) = reservation.settle(uidl) else {
+            // The mailbox was deleted while we wrote: the copy must not outlive it (nor
+            // appear in a mailbox re-created under the same name). Should this delete fail,
+            // the start-up sweep removes it.
+            if let Err(e) = self.inner.objects.delete(&path).await {
+                tracing::warn!(mailbox = %addr, error = %e, "orphan copy of a deleted mailbox left for the start-up sweep");
             }
-            state.settle(addr, uidl, size)
+            return Ok(Copy::Gone);
         };
         if warn {
             self.deliver_quota_warning(addr).await;
         }
-        Ok(QuotaCheck::Fits)
+        Ok(Copy::Stored)
     }
 
     /// The seed left users unaware of a full mailbox; we tell them once, at the threshold.
@@ -161,7 +193,7 @@ impl Store {
             pct = used * 100 / quota.max(1),
         );
         match Box::pin(self.store_copy(addr, &id.to_string(), Bytes::from(text))).await {
-            Ok(QuotaCheck::Fits) => {
+            Ok(Copy::Stored) => {
                 tracing::info!(mailbox = %addr, used, quota, "quota warning delivered")
             }
             Ok(_) => tracing::info!(mailbox = %addr, "no room left for the quota warning"),

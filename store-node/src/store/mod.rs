@@ -167,13 +167,15 @@ impl State {
         self.aliases.get(addr).cloned()
     }
 
+    /// Every alias with a target that satisfies `pred` (all of them, in name order: a guard
+    /// must look at each, not at the first one found).
     fn aliases_targeting<'a>(
         &'a self,
         pred: impl Fn(&Address) -> bool + 'a,
-    ) -> Option<&'a Address> {
+    ) -> impl Iterator<Item = &'a Address> + 'a {
         self.aliases
             .iter()
-            .find(|(_, targets)| targets.iter().any(&pred))
+            .filter(move |(_, targets)| targets.iter().any(&pred))
             .map(|(alias, _)| alias)
     }
 
@@ -218,14 +220,18 @@ impl Options {
     }
 }
 
+fn lock_state(inner: &Inner) -> MutexGuard<'_, State> {
+    // Every update under this lock is a handful of field writes that cannot panic halfway in
+    // a way that matters, so a poisoned lock is still consistent.
+    inner
+        .state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Store {
     fn state(&self) -> MutexGuard<'_, State> {
-        // Every update under this lock is a handful of field writes that cannot panic halfway
-        // in a way that matters, so a poisoned lock is still consistent.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock_state(&self.inner)
     }
 
     pub fn lease_ttl(&self) -> Duration {

@@ -83,7 +83,7 @@ impl Store {
             match metas.get(&dir).cloned() {
                 Some(addr) if state.mailboxes.contains_key(&addr) => {
                     for (uidl, size) in msgs {
-                        state.settle(&addr, &uidl, size);
+                        state.add_message(&addr, &uidl, size);
                     }
                 }
                 _ => {

@@ -1,6 +1,75 @@
 //! Quota bookkeeping: checks, reservations and usage.
+//!
+//! A delivery holds its space as a [`Reservation`]: taken under the state lock together with
+//! the check (so concurrent deliveries can never overshoot a limit), turned into usage by
+//! [`Reservation::settle`] once the copy is durable, and given back by `Drop` in every other
+//! case — a failed write, a cancelled task, a mailbox deleted while its copy was written. No
+//! path has to remember to release: "exact" holds while running, not only after a restart.
 
 use super::*;
+
+/// Space held in a mailbox and its domain for one copy being written.
+#[must_use = "dropping a reservation gives its space back"]
+pub(super) struct Reservation {
+    inner: Arc<Inner>,
+    addr: Address,
+    size: u64,
+    held: bool,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("addr", &self.addr)
+            .field("size", &self.size)
+            .field("held", &self.held)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Checks every quota for `size` more octets in `addr` and reserves them in one step.
+    pub(super) fn reserve(
+        &self,
+        addr: &Address,
+        size: u64,
+    ) -> Result<std::result::Result<Reservation, QuotaCheck>> {
+        let mut state = self.state();
+        let check = state.reserve(addr, size)?;
+        if check != QuotaCheck::Fits {
+            return Ok(Err(check));
+        }
+        Ok(Ok(Reservation {
+            inner: self.inner.clone(),
+            addr: addr.clone(),
+            size,
+            held: true,
+        }))
+    }
+}
+
+impl Reservation {
+    /// The copy `uidl` is durable: the reservation becomes usage. `None` when the mailbox was
+    /// deleted meanwhile (the space goes back to the domain; the caller removes the orphan
+    /// copy); otherwise whether the mailbox just crossed the warning threshold.
+    pub(super) fn settle(mut self, uidl: &str) -> Option<bool> {
+        let mut state = lock_state(&self.inner);
+        self.held = false;
+        state.release(&self.addr, self.size);
+        if !state.mailboxes.contains_key(&self.addr) {
+            return None;
+        }
+        Some(state.add_message(&self.addr, uidl, self.size))
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.held {
+            lock_state(&self.inner).release(&self.addr, self.size);
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum QuotaCheck {
@@ -56,10 +125,9 @@ impl State {
         }
     }
 
-    /// Turns a reservation into a stored message. Returns true when the mailbox just crossed
-    /// the warning threshold.
-    pub(super) fn settle(&mut self, addr: &Address, uidl: &str, size: u64) -> bool {
-        self.release(addr, size);
+    /// Adds a stored message to the usage (start-up, and [`Reservation::settle`]). Returns
+    /// true when the mailbox just crossed the warning threshold.
+    pub(super) fn add_message(&mut self, addr: &Address, uidl: &str, size: u64) -> bool {
         let Some(mb) = self.mailboxes.get_mut(addr) else {
             return false;
         };
@@ -94,5 +162,20 @@ impl State {
                 mb.warned = false;
             }
         }
+    }
+}
+
+impl Store {
+    /// Octets reserved right now by copies being written: (the mailbox's, its domain's).
+    pub fn reserved(&self, mailbox: &str) -> Result<(u64, u64)> {
+        let addr = Address::parse(mailbox)?;
+        let state = self.state();
+        let mb = state.mailboxes.get(&addr).map_or(0, |m| m.reserved);
+        let dom = state
+            .domains
+            .get(&addr.domain)
+            .ok_or_else(|| StoreError::UnknownDomain(addr.domain.clone()))?
+            .reserved;
+        Ok((mb, dom))
     }
 }
