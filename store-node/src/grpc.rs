@@ -153,7 +153,7 @@ impl StoreRpc for StoreService {
 
     async fn open_maildrop(&self, req: Request<OpenMaildropRequest>) -> Reply<OpenMaildropReply> {
         let req = req.into_inner();
-        let (addr, messages) = self
+        let (addr, epoch, messages) = self
             .store
             .open_maildrop(
                 &req.user,
@@ -173,6 +173,7 @@ impl StoreRpc for StoreService {
                 })
                 .collect(),
             lease_ttl_ms: self.store.lease_ttl().as_millis() as u64,
+            epoch,
         }))
     }
 
@@ -219,14 +220,14 @@ impl StoreRpc for StoreService {
         let req = req.into_inner();
         let deleted = self
             .store
-            .commit(&req.mailbox, &req.session_id, &req.delete)
+            .commit(&req.mailbox, req.epoch, &req.delete)
             .await?;
         Ok(Response::new(CommitMaildropReply { deleted }))
     }
 
     async fn renew_maildrop(&self, req: Request<MaildropSession>) -> Reply<RenewMaildropReply> {
         let req = req.into_inner();
-        self.store.renew(&req.mailbox, &req.session_id)?;
+        self.store.renew(&req.mailbox, req.epoch)?;
         Ok(Response::new(RenewMaildropReply {}))
     }
 
@@ -258,7 +259,7 @@ impl StoreRpc for StoreService {
 
     async fn close_maildrop(&self, req: Request<MaildropSession>) -> Reply<Empty> {
         let req = req.into_inner();
-        self.store.close(&req.mailbox, &req.session_id)?;
+        self.store.close(&req.mailbox, req.epoch)?;
         Ok(Response::new(Empty {}))
     }
 }
@@ -339,18 +340,24 @@ impl Admin for AdminService {
         Ok(Response::new(StatReply {
             mailboxes: stats
                 .into_iter()
-                .map(|s| {
-                    let (node, session, age) = s.session.unwrap_or_default();
-                    proto::v1::MailboxStat {
-                        address: s.address,
-                        messages: s.messages,
-                        bytes: s.bytes,
-                        locked: s.locked,
-                        quota: s.quota.unwrap_or(0),
-                        session_node: node,
-                        session_id: session,
-                        session_age_ms: age.as_millis() as u64,
-                    }
+                .map(|s| proto::v1::MailboxStat {
+                    address: s.address,
+                    messages: s.messages,
+                    bytes: s.bytes,
+                    locked: s.locked,
+                    quota: s.quota.unwrap_or(0),
+                    session_node: s
+                        .session
+                        .as_ref()
+                        .map(|l| l.node.clone())
+                        .unwrap_or_default(),
+                    session_id: s
+                        .session
+                        .as_ref()
+                        .map(|l| l.session.clone())
+                        .unwrap_or_default(),
+                    session_age_ms: s.session.as_ref().map_or(0, |l| l.age.as_millis() as u64),
+                    session_epoch: s.session.as_ref().map_or(0, |l| l.epoch),
                 })
                 .collect(),
         }))

@@ -6,6 +6,7 @@
 //! aliases/<domain>/<local>                      JSON `AliasRecord` (targets, lock)
 //! mailboxes/<domain>/<local>/meta.json          JSON `MailboxRecord` (address, Argon2id hash)
 //! mailboxes/<domain>/<local>/messages/<uidl>    the message, CRLF line endings, as delivered
+//! leases/epoch                                  JSON high-water mark of lease epochs
 //! ```
 //! The listing of `mailboxes/` IS the message index: a message exists exactly when its object
 //! exists, its size is the object's size and its UIDL is the object's name. There is no second
@@ -504,6 +505,11 @@ impl Local {
 
 fn io_error(what: &str, p: &std::path::Path, e: std::io::Error) -> StoreError {
     StoreError::Io(format!("{what} {}: {e}", p.display()))
+}
+
+/// The persisted high-water mark of maildrop lease epochs (`store/leases.rs`).
+pub fn lease_epoch_path() -> Path {
+    Path::from_iter(["leases", "epoch"])
 }
 
 pub fn domains_prefix() -> Path {

@@ -282,3 +282,45 @@ async fn a_mailbox_deleted_mid_write_leaves_the_domain_pool_exact() {
         (Some(10_000), 800)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_session_is_granted_a_maildrop_while_its_deletions_are_in_flight() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    setup(&store).await;
+    let alice = "alice@example.test";
+    let (first, second) = (id(), id());
+    for uidl in [&first, &second] {
+        store
+            .deliver(uidl, &[alice.into()], msg(100))
+            .await
+            .unwrap();
+    }
+    let (_, epoch, _) = store
+        .open_maildrop(alice, "pw", "A", "n", "")
+        .await
+        .unwrap();
+    fx.faults.inject(Op::Delete, "alice", Fault::Hang, Some(1));
+    let commit = tokio::spawn({
+        let store = store.clone();
+        let first = first.clone();
+        async move { store.commit(alice, epoch, &[first]).await }
+    });
+    until("the delete to hang", || fx.faults.hanging(Op::Delete) == 1).await;
+    // Even with the lease broken by an administrator, nobody gets the maildrop before the
+    // deletion it was fenced for is durable: a new session never lists a message being deleted.
+    assert!(store.break_session(alice).unwrap());
+    let err = store
+        .open_maildrop(alice, "pw", "B", "n", "")
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason().as_str(), "in-use");
+    fx.faults.release();
+    assert_eq!(commit.await.unwrap().unwrap(), 1);
+    let (_, _, list) = store
+        .open_maildrop(alice, "pw", "B", "n", "")
+        .await
+        .unwrap();
+    let uidls: Vec<_> = list.iter().map(|m| m.uidl.clone()).collect();
+    assert_eq!(uidls, vec![second]);
+}

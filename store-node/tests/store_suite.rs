@@ -160,7 +160,7 @@ async fn roundtrip_and_restart(b: &Backend) {
 
     let store = b.open().await;
     assert_eq!(used(&store, "alice@example.test"), (1, 300));
-    let (addr, list) = store
+    let (addr, epoch, list) = store
         .open_maildrop("alice@example.test", "pw-alice@example.test", "s1", "n", "")
         .await
         .unwrap();
@@ -169,7 +169,7 @@ async fn roundtrip_and_restart(b: &Backend) {
     assert_eq!(store.fetch(&addr.to_string(), &delivery).await.unwrap(), m);
     assert_eq!(
         store
-            .commit("alice@example.test", "s1", std::slice::from_ref(&delivery))
+            .commit("alice@example.test", epoch, std::slice::from_ref(&delivery))
             .await
             .unwrap(),
         1
@@ -213,7 +213,7 @@ async fn concurrent_deliveries_respect_mailbox_quota_exactly(b: &Backend) {
     assert_eq!(count, 21, "20 messages and one quota warning");
     assert!(bytes <= LIMIT, "usage {bytes} over the limit");
     // Usage equals the sum of stored sizes, also after a restart.
-    let (_, list) = store
+    let (_, _, list) = store
         .open_maildrop("alice@example.test", "pw-alice@example.test", "s", "n", "")
         .await
         .unwrap();
@@ -294,7 +294,7 @@ async fn quota_warning_is_delivered_once(b: &Backend) {
             .unwrap();
     }
     // 9000 / 10000 = 90 %: one warning arrived besides the 9 messages.
-    let (_, list) = store
+    let (_, _, list) = store
         .open_maildrop("bob@example.test", "pw-bob@example.test", "s", "n", "")
         .await
         .unwrap();
@@ -338,7 +338,7 @@ async fn aliases(b: &Backend) {
     assert_eq!(used(&store, "alice@example.test").0, 2);
     assert_eq!(used(&store, "carol@other.test").0, 1);
     // Login with the alias name and a target's password opens that target's maildrop.
-    let (addr, list) = store
+    let (addr, _, list) = store
         .open_maildrop("team@example.test", "pw-carol@other.test", "s", "n", "")
         .await
         .unwrap();
@@ -447,71 +447,135 @@ async fn maildrop_lease_is_exclusive_expires_and_fences(b: &Backend) {
         .await
         .unwrap();
     let pw = "pw-alice@example.test";
-    store
-        .open_maildrop("alice@example.test", pw, "A", "node-a", "")
+    let alice = "alice@example.test";
+    let (_, a, _) = store
+        .open_maildrop(alice, pw, "A", "node-a", "")
         .await
         .unwrap();
     let err = store
-        .open_maildrop("alice@example.test", pw, "B", "node-b", "")
+        .open_maildrop(alice, pw, "B", "node-b", "")
         .await
         .unwrap_err();
     assert_eq!(err.reason().as_str(), "in-use");
-    let stat = &store.stat(Some("alice@example.test")).unwrap()[0];
-    assert_eq!(stat.session.as_ref().map(|s| s.0.as_str()), Some("node-a"));
-    // Renewal keeps it; without renewal it expires and B gets in.
-    store.renew("alice@example.test", "A").unwrap();
+    let stat = &store.stat(Some(alice)).unwrap()[0];
+    let lease = stat.session.as_ref().unwrap();
+    assert_eq!((lease.node.as_str(), lease.epoch), ("node-a", a));
+    // Renewal keeps it; without renewal it expires and B gets in, under a larger epoch.
+    store.renew(alice, a).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match store
-            .open_maildrop("alice@example.test", pw, "B", "node-b", "")
-            .await
-        {
-            Ok(_) => break,
+    let b_epoch = loop {
+        match store.open_maildrop(alice, pw, "B", "node-b", "").await {
+            Ok((_, e, _)) => break e,
             Err(e) => assert_eq!(e.reason().as_str(), "in-use"),
         }
         assert!(Instant::now() < deadline, "lease never expired");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    assert!(b_epoch > a);
     // The stale holder A is fenced: it can neither renew nor delete.
     assert_eq!(
+        store.renew(alice, a).unwrap_err().reason().as_str(),
+        "lease-lost"
+    );
+    let err = store
+        .commit(alice, a, std::slice::from_ref(&uidl))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason().as_str(), "lease-lost");
+    assert_eq!(used(&store, alice).0, 1);
+    // B leaves; A still cannot take the maildrop back (another session came and went).
+    store.close(alice, b_epoch).unwrap();
+    assert_eq!(
+        store.renew(alice, a).unwrap_err().reason().as_str(),
+        "lease-lost"
+    );
+    // Release frees the maildrop at once; a lease that expired with nobody else coming is
+    // taken back by its own renewal.
+    let (_, c, _) = store.open_maildrop(alice, pw, "C", "n", "").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.stat(Some(alice)).unwrap()[0].session.is_some() {
+        assert!(Instant::now() < deadline, "lease never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.renew(alice, c).unwrap();
+    assert_eq!(
         store
-            .renew("alice@example.test", "A")
+            .commit(alice, c, std::slice::from_ref(&uidl))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+/// `mailbox unlock-session` sticks against a live old holder, and a store restart fences
+/// every session granted before it.
+async fn unlock_session_and_restart_fence_old_holders(b: &Backend) {
+    let store = b.open().await;
+    setup(&store).await;
+    let alice = "alice@example.test";
+    let pw = "pw-alice@example.test";
+    let uidl = id();
+    store
+        .deliver(&uidl, &[alice.into()], msg(0, 100))
+        .await
+        .unwrap();
+    let (_, old, _) = store
+        .open_maildrop(alice, pw, "old", "n1", "")
+        .await
+        .unwrap();
+    assert!(store.break_session(alice).unwrap());
+    // The old holder is alive and renews: it does not get the maildrop back.
+    assert_eq!(
+        store.renew(alice, old).unwrap_err().reason().as_str(),
+        "lease-lost"
+    );
+    let (_, new, _) = store
+        .open_maildrop(alice, pw, "new", "n2", "")
+        .await
+        .unwrap();
+    assert!(new > old);
+    assert_eq!(
+        store.renew(alice, old).unwrap_err().reason().as_str(),
+        "lease-lost"
+    );
+    assert_eq!(
+        store
+            .commit(alice, old, std::slice::from_ref(&uidl))
+            .await
             .unwrap_err()
             .reason()
             .as_str(),
         "lease-lost"
     );
-    let err = store
-        .commit("alice@example.test", "A", std::slice::from_ref(&uidl))
-        .await
-        .unwrap_err();
-    assert_eq!(err.reason().as_str(), "lease-lost");
-    assert_eq!(used(&store, "alice@example.test").0, 1);
-    // An admin can break B's session; then A... still cannot delete (its lease is gone).
-    assert!(store.break_session("alice@example.test").unwrap());
-    assert!(
-        store
-            .commit("alice@example.test", "B", std::slice::from_ref(&uidl))
-            .await
-            .is_err()
+    store.renew(alice, new).unwrap();
+    drop(store);
+
+    // Restart: "new" held the lease; it is fenced now, and the next grant's epoch is larger
+    // than any before the restart.
+    let store = b.open().await;
+    assert_eq!(
+        store.renew(alice, new).unwrap_err().reason().as_str(),
+        "lease-lost"
     );
-    // Release frees the maildrop at once.
-    store
-        .open_maildrop("alice@example.test", pw, "C", "n", "")
+    let (_, after, _) = store
+        .open_maildrop(alice, pw, "after", "n3", "")
         .await
         .unwrap();
-    store.close("alice@example.test", "C").unwrap();
-    store
-        .open_maildrop("alice@example.test", pw, "D", "n", "")
-        .await
-        .unwrap();
+    assert!(after > new, "{after} > {new}");
+    let stat = &store.stat(Some(alice)).unwrap()[0];
+    assert_eq!(stat.session.as_ref().unwrap().epoch, after);
     assert_eq!(
         store
-            .commit("alice@example.test", "D", &[uidl])
+            .commit(alice, new, std::slice::from_ref(&uidl))
             .await
-            .unwrap(),
-        1
+            .unwrap_err()
+            .reason()
+            .as_str(),
+        "lease-lost"
     );
+    assert_eq!(used(&store, alice).0, 1);
+    assert_eq!(store.commit(alice, after, &[uidl]).await.unwrap(), 1);
+    assert_eq!(used(&store, alice).0, 0);
 }
 
 /// `domain delete --force` must look at EVERY alias that points into the domain: an alias of
@@ -625,4 +689,5 @@ suite!(
     maildrop_lease_is_exclusive_expires_and_fences,
     domain_and_mailbox_lifecycle,
     alias_guard_holds_for_every_order_of_aliases,
+    unlock_session_and_restart_fence_old_holders,
 );

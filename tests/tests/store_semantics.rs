@@ -540,3 +540,67 @@ fn kill_9_of_the_store_while_five_senders_deliver_loses_nothing_acknowledged() {
     assert_eq!(count as usize, stored.len());
     assert_eq!(bytes, stored.iter().map(|m| m.len() as u64).sum::<u64>());
 }
+
+/// The lease's epoch from `mailrootctl stat` (None when the maildrop is free).
+fn lease_epoch(c: &TestCluster, address: &str) -> Option<u64> {
+    let out = c.ctl_ok(&["stat", address], None);
+    let line = out.lines().find(|l| l.starts_with(address))?;
+    let field = line.split_whitespace().find(|f| f.starts_with("epoch="))?;
+    field["epoch=".len()..].parse().ok()
+}
+
+#[test]
+fn unlock_session_sticks_and_a_store_restart_fences_the_old_session() {
+    let mut c = TestCluster::with_mailboxes(2, &["alice"]);
+    let alice = "alice@example.test";
+    for tag in ["one", "two", "three"] {
+        let r = send(c.fe(0).smtp, "x@remote.test", &[alice], &message(tag, 300));
+        assert!(r.starts_with("250 "), "{r}");
+    }
+    let (mut old, r) = pop(&c, 0, alice, "pw-alice");
+    assert!(r.starts_with("+OK"), "{r}");
+    assert!(old.cmd("DELE 1").unwrap().starts_with("+OK"));
+    let first = lease_epoch(&c, alice).expect("epoch shown by mailrootctl stat");
+
+    // unlock-session against a live holder that keeps renewing: it does not come back.
+    c.ctl_ok(&["mailbox", "unlock-session", alice], None);
+    let (mut new, r) = pop(&c, 1, alice, "pw-alice");
+    assert!(r.starts_with("+OK"), "{r}");
+    let second = lease_epoch(&c, alice).unwrap();
+    assert!(second > first, "{second} > {first}");
+    let until = Instant::now() + LEASE_TTL * 2;
+    while Instant::now() < until {
+        assert!(old.cmd("NOOP").unwrap().starts_with("+OK"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        lease_epoch(&c, alice),
+        Some(second),
+        "the old holder renewed it back"
+    );
+    let r = old.cmd("QUIT").unwrap();
+    assert!(r.starts_with("-ERR"), "a fenced session's deletions: {r}");
+    assert_eq!(c.stat(alice).0, 3);
+    assert!(new.cmd("QUIT").unwrap().starts_with("+OK"));
+
+    // A store restart fences the session that held the lease before it.
+    let (mut before, r) = pop(&c, 0, alice, "pw-alice");
+    assert!(r.starts_with("+OK"), "{r}");
+    assert!(before.cmd("DELE 1").unwrap().starts_with("+OK"));
+    c.kill_store();
+    c.start_store();
+    let (mut after, _) = eventually("a login after the restart", Duration::from_secs(20), || {
+        let (p, r) = pop(&c, 1, alice, "pw-alice");
+        r.starts_with("+OK").then_some((p, r))
+    });
+    assert!(lease_epoch(&c, alice).unwrap() > second);
+    let r = before.cmd("QUIT").unwrap();
+    assert!(
+        r.starts_with("-ERR"),
+        "the pre-restart session's commit: {r}"
+    );
+    assert_eq!(c.stat(alice).0, 3);
+    assert!(after.cmd("DELE 1").unwrap().starts_with("+OK"));
+    assert!(after.cmd("QUIT").unwrap().starts_with("+OK"));
+    assert_eq!(c.stat(alice).0, 2);
+}

@@ -394,9 +394,10 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
                     "-".to_string()
                 } else {
                     format!(
-                        "node={} session={} age={}s",
+                        "node={} session={} epoch={} age={}s",
                         s.session_node,
                         s.session_id,
+                        s.session_epoch,
                         s.session_age_ms / 1000
                     )
                 };

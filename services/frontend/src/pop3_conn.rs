@@ -22,6 +22,8 @@ const IDLE_TIMEOUT_REPLY: &[u8] = b"-ERR autologout timer expired, closing conne
 /// The maildrop this connection holds, and the task keeping its lease alive.
 struct Held {
     mailbox: String,
+    /// The grant's fencing token: renewals, the commit and the release name it.
+    epoch: u64,
     renewer: JoinHandle<()>,
 }
 
@@ -43,7 +45,7 @@ pub async fn serve(
 /// Stops renewing the lease and gives it back.
 async fn release(node: &Node, held: Held, session: &Session) {
     held.renewer.abort();
-    if let Err(status) = node.store.close(&held.mailbox, session).await {
+    if let Err(status) = node.store.close(&held.mailbox, session, held.epoch).await {
         // The lease then simply expires after its TTL.
         tracing::warn!(mailbox = %held.mailbox, error = %status.message(), "could not release the maildrop lease");
     }
@@ -81,9 +83,11 @@ async fn drive(
                                     node.clone(),
                                     reply.mailbox.clone(),
                                     session.clone(),
+                                    reply.epoch,
                                     ttl,
                                 ),
                                 mailbox: reply.mailbox,
+                                epoch: reply.epoch,
                             });
                         }
                         Err(status) => {
@@ -110,9 +114,11 @@ async fn drive(
                 pop3::Action::Commit { delete } => {
                     let result = match (&held, delete.is_empty()) {
                         (_, true) => Ok(()),
-                        (Some(h), false) => {
-                            replies::commit(node.store.commit(&h.mailbox, session, &delete).await)
-                        }
+                        (Some(h), false) => replies::commit(
+                            node.store
+                                .commit(&h.mailbox, session, h.epoch, &delete)
+                                .await,
+                        ),
                         (None, false) => Err(pop3::CommitError::TempFailure),
                     };
                     // RFC 1939 §6: the UPDATE state releases the maildrop before the reply, so
@@ -223,6 +229,7 @@ fn spawn_renewer(
     node: Arc<Node>,
     mailbox: String,
     session: Session,
+    epoch: u64,
     ttl: Duration,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -230,7 +237,7 @@ fn spawn_renewer(
         tick.tick().await;
         loop {
             tick.tick().await;
-            match node.store.renew(&mailbox, &session).await {
+            match node.store.renew(&mailbox, &session, epoch).await {
                 Ok(()) => {}
                 Err(status) if replies::reason(&status) == Some(proto::Reason::LeaseLost) => {
                     tracing::warn!(%mailbox, "maildrop lease lost to another session");

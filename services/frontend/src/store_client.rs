@@ -216,6 +216,7 @@ impl StoreClient {
         &self,
         mailbox: &str,
         session: &Session,
+        epoch: u64,
         delete: &[String],
     ) -> Result<u32, Status> {
         self.call(|mut c| {
@@ -223,6 +224,7 @@ impl StoreClient {
                 mailbox: mailbox.to_string(),
                 delete: delete.to_vec(),
                 session_id: session.id.clone(),
+                epoch,
             };
             async move { c.commit_maildrop(req).await }
         })
@@ -246,19 +248,21 @@ impl StoreClient {
     }
 
     /// One renewal try; the renewal loop itself is the retry.
-    pub async fn renew(&self, mailbox: &str, session: &Session) -> Result<(), Status> {
+    pub async fn renew(&self, mailbox: &str, session: &Session, epoch: u64) -> Result<(), Status> {
         let req = MaildropSession {
             mailbox: mailbox.to_string(),
             session_id: session.id.clone(),
+            epoch,
         };
         self.inner.clone().renew_maildrop(req).await.map(|_| ())
     }
 
-    pub async fn close(&self, mailbox: &str, session: &Session) -> Result<(), Status> {
+    pub async fn close(&self, mailbox: &str, session: &Session, epoch: u64) -> Result<(), Status> {
         self.call(|mut c| {
             let req = MaildropSession {
                 mailbox: mailbox.to_string(),
                 session_id: session.id.clone(),
+                epoch,
             };
             async move { c.close_maildrop(req).await }
         })

@@ -257,9 +257,12 @@ impl Store {
                 bytes: mb.used,
                 locked: state.is_locked(a),
                 quota: mb.quota,
-                session: state
-                    .lease_holder(a, now)
-                    .map(|l| (l.node.clone(), l.session.clone(), now - l.granted)),
+                session: state.lease_holder(a, now).map(|l| LeaseInfo {
+                    node: l.node.clone(),
+                    session: l.session.clone(),
+                    epoch: l.epoch,
+                    age: now - l.granted,
+                }),
             })
             .collect())
     }

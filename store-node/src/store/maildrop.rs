@@ -6,7 +6,8 @@ use crate::objects;
 use super::*;
 
 impl Store {
-    /// POP3 login: checks credentials and grants the maildrop lease to `session`.
+    /// POP3 login: checks credentials and grants the maildrop lease to `session`, under a new
+    /// epoch (the fencing token the session renews and commits with).
     pub async fn open_maildrop(
         &self,
         user: &str,
@@ -14,30 +15,17 @@ impl Store {
         session: &str,
         node: &str,
         client_ip: &str,
-    ) -> Result<(Address, Vec<MessageInfo>)> {
+    ) -> Result<(Address, u64, Vec<MessageInfo>)> {
         if session.is_empty() {
             return Err(StoreError::InvalidArgument("no session id".into()));
         }
         let addr = self.check_credentials(user, password, client_ip).await?;
-        let now = Instant::now();
+        let epoch = self.next_epoch().await?;
         let mut state = self.state();
         if state.is_locked(&addr) {
             return Err(StoreError::Locked(addr.to_string()));
         }
-        if let Some(holder) = state.lease_holder(&addr, now)
-            && holder.session != session
-        {
-            return Err(StoreError::InUse(addr.to_string()));
-        }
-        state.leases.insert(
-            addr.clone(),
-            Lease {
-                session: session.to_string(),
-                node: node.to_string(),
-                granted: now,
-                expires: now + self.inner.lease_ttl,
-            },
-        );
+        state.grant(&addr, session, node, epoch, self.inner.lease_ttl)?;
         let messages = state
             .mailboxes
             .get(&addr)
@@ -51,7 +39,7 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default();
-        Ok((addr, messages))
+        Ok((addr, epoch, messages))
     }
 
     /// The message as a stream of chunks, read from storage as the stream is polled.
@@ -94,12 +82,13 @@ impl Store {
             .await
     }
 
-    /// POP3 UPDATE state (RFC 1939 §6): removes the given messages durably, if `session` still
-    /// holds the maildrop lease (fencing). Unknown UIDLs (already removed) are skipped, so a
-    /// retried commit is harmless.
-    pub async fn commit(&self, mailbox: &str, session: &str, delete: &[String]) -> Result<u32> {
+    /// POP3 UPDATE state (RFC 1939 §6): removes the given messages durably, if the lease
+    /// granted under `epoch` is still the maildrop's (fencing, atomic with the deletes: see
+    /// `leases.rs`). Unknown UIDLs (already removed) are skipped, so a retried commit is
+    /// harmless.
+    pub async fn commit(&self, mailbox: &str, epoch: u64, delete: &[String]) -> Result<u32> {
         let addr = Address::parse(mailbox)?;
-        self.check_fence(&addr, session)?;
+        let _committing = self.begin_commit(&addr, epoch)?;
         let present: Vec<&String> = {
             let state = self.state();
             let Some(mb) = state.mailboxes.get(&addr) else {

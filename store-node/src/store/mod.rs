@@ -33,7 +33,7 @@
 //! Administrative mutations are serialised by `admin` (a tokio mutex) so that check-then-write
 //! sequences such as "domain exists, mailbox does not" cannot interleave.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,7 @@ mod maildrop;
 mod recovery;
 mod reservations;
 
-use leases::Lease;
+use leases::{Epochs, Lease};
 use reservations::QuotaCheck;
 
 /// Share of the quota at which a mailbox gets one warning message.
@@ -114,6 +114,8 @@ struct State {
     mailboxes: BTreeMap<Address, Mailbox>,
     aliases: BTreeMap<Address, Vec<Address>>,
     leases: HashMap<Address, Lease>,
+    /// Maildrops whose POP3 deletions are being made durable (`leases.rs`).
+    committing: HashSet<Address>,
 }
 
 /// How an address given at RCPT time resolves.
@@ -143,6 +145,16 @@ pub struct MessageInfo {
     pub size: u64,
 }
 
+/// A maildrop lease as `mailrootctl stat` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    pub node: String,
+    pub session: String,
+    /// The grant's fencing token (`leases.rs`).
+    pub epoch: u64,
+    pub age: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxStat {
     pub address: String,
@@ -150,8 +162,8 @@ pub struct MailboxStat {
     pub bytes: u64,
     pub locked: bool,
     pub quota: Option<u64>,
-    /// (node, session id, age) of the current POP3 lease holder.
-    pub session: Option<(String, String, Duration)>,
+    /// The current POP3 lease holder.
+    pub session: Option<LeaseInfo>,
 }
 
 impl State {
@@ -196,6 +208,7 @@ struct Inner {
     state: Mutex<State>,
     admin: tokio::sync::Mutex<()>,
     lease_ttl: Duration,
+    epochs: Epochs,
     settings: SettingsStore,
     throttle: Throttle,
 }

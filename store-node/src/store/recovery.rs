@@ -113,6 +113,7 @@ impl Store {
             "store index loaded"
         );
         let settings = SettingsStore::load(&objects).await?;
+        let epochs = Epochs::load(&objects).await?;
         Ok(Store {
             inner: Arc::new(Inner {
                 settings,
@@ -122,6 +123,7 @@ impl Store {
                 state: Mutex::new(state),
                 admin: tokio::sync::Mutex::new(()),
                 lease_ttl: options.lease_ttl,
+                epochs,
             }),
         })
     }
