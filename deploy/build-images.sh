@@ -7,7 +7,17 @@
 # Prints the image sizes at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+# The Debian archive this machine's own apt uses (deb822 `.sources` or one-line `.list`
+# entries; the security archive skipped), unless DEBIAN_MIRROR names one.
+apt_mirror() {
+    {
+        grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+        grep -hE '^deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+            | sed -E 's/\[[^]]*\]//' | awk '{print $2}'
+    } | grep -v -- '-security' | head -n1
+}
+MIRROR=${DEBIAN_MIRROR:-$(apt_mirror)}
 
 echo "==> release build"
 cargo build --release --bins --quiet
@@ -36,6 +46,10 @@ if ! docker image inspect mailroot-lb-base:bookworm >/dev/null 2>&1; then
         sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
         $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq debootstrap
     }
+    if [ -z "$MIRROR" ]; then
+        echo "build-images: no Debian archive in this machine's apt configuration; set DEBIAN_MIRROR" >&2
+        exit 1
+    fi
     rootfs=$(mktemp -d /var/tmp/mailroot-lb.XXXXXX)
     debootstrap --variant=minbase --include=haproxy bookworm "$rootfs" "$MIRROR" >/dev/null
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
