@@ -24,6 +24,8 @@ pub const DEFAULT_TRUSTED_NETWORKS: &str = "127.0.0.0/8,::1/128";
 pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 * 1024 * 1024;
 /// Longest a connection may last at all (slowloris clients that trickle bytes).
 pub const DEFAULT_SESSION_TIMEOUT_SECS: u64 = 30 * 60;
+/// How long a client may take for its TLS handshake (implicit TLS, STARTTLS, STLS).
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 30;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -95,6 +97,9 @@ pub struct FrontendConfig {
     /// Seconds a connection may last in all.
     #[arg(long, env = "MAILROOT_SESSION_TIMEOUT", default_value_t = DEFAULT_SESSION_TIMEOUT_SECS)]
     pub session_timeout: u64,
+    /// Seconds a client may take for a TLS handshake (implicit TLS, STARTTLS, STLS).
+    #[arg(long, env = "MAILROOT_TLS_HANDSHAKE_TIMEOUT", default_value_t = DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS)]
+    pub tls_handshake_timeout: u64,
 }
 
 impl FrontendConfig {
@@ -128,6 +133,9 @@ impl FrontendConfig {
         let given = cluster.iter().filter(|x| x.is_some()).count();
         if given != 0 && given != 3 {
             return Err("--cluster-ca, --cluster-cert and --cluster-key go together".into());
+        }
+        if self.tls_handshake_timeout == 0 {
+            return Err("--tls-handshake-timeout: must be at least 1 second".into());
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("--tls-cert and --tls-key go together".into());

@@ -160,6 +160,11 @@ impl Node {
         }
     }
 
+    /// Limit on a client's TLS handshake (implicit TLS, STARTTLS, STLS alike).
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.tls_handshake_timeout)
+    }
+
     pub fn smtp_config(&self, service: Service, secure: bool) -> smtp::Config {
         let mut config = smtp::Config::new(self.config.hostname.clone());
         let settings = self.settings.borrow();
@@ -336,9 +341,6 @@ pub async fn run(
     Ok(())
 }
 
-/// How long an implicit-TLS client may take for its handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
 async fn accept_loop(listener: TcpListener, node: Arc<Node>, service: Service) {
     loop {
         let (mut stream, mut peer) = match listener.accept().await {
@@ -376,13 +378,12 @@ async fn accept_loop(listener: TcpListener, node: Arc<Node>, service: Service) {
                 return;
             };
             let conn = if service.implicit_tls() {
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, node.tls.accept(stream)).await {
-                    Ok(Ok(tls)) => tls::Conn::Tls(Box::new(tls)),
-                    Ok(Err(e)) => {
+                match tls::handshake(&node.tls, stream, node.tls_handshake_timeout()).await {
+                    Ok(tls) => tls::Conn::Tls(Box::new(tls)),
+                    Err(e) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                         return;
                     }
-                    Err(_) => return,
                 }
             } else {
                 tls::Conn::Plain(stream)

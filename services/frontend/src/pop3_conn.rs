@@ -123,7 +123,10 @@ async fn drive(
                     pop.commit_done(result);
                 }
                 pop3::Action::StartTls => {
-                    if !stream.start_tls(&mut out, &node.tls).await? {
+                    if !stream
+                        .start_tls(&mut out, &node.tls, node.tls_handshake_timeout())
+                        .await?
+                    {
                         return Ok(());
                     }
                     pop.tls_started();

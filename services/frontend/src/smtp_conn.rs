@@ -46,7 +46,10 @@ pub async fn serve(
                     session.deliver_done(verdict);
                 }
                 smtp::Action::StartTls => {
-                    if !stream.start_tls(&mut out, &node.tls).await? {
+                    if !stream
+                        .start_tls(&mut out, &node.tls, node.tls_handshake_timeout())
+                        .await?
+                    {
                         return Ok(());
                     }
                     session.tls_started();

@@ -7,6 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -64,13 +65,15 @@ impl Conn {
         matches!(self, Conn::Tls(_))
     }
 
-    /// STARTTLS/STLS: the TLS handshake on the same TCP connection. Whatever the client sent
-    /// in plaintext after the command and before the handshake is the session's to discard;
-    /// bytes still in the socket are read by the handshake and make it fail.
-    pub async fn upgrade(&mut self, acceptor: &TlsAcceptor) -> io::Result<()> {
+    /// STARTTLS/STLS: the TLS handshake on the same TCP connection, within `limit` (a client
+    /// that sends STARTTLS and then nothing must not hold the connection, like an implicit-TLS
+    /// client that never starts its handshake). Whatever the client sent in plaintext after
+    /// the command and before the handshake is the session's to discard; bytes still in the
+    /// socket are read by the handshake and make it fail.
+    pub async fn upgrade(&mut self, acceptor: &TlsAcceptor, limit: Duration) -> io::Result<()> {
         match std::mem::replace(self, Conn::Upgrading) {
             Conn::Plain(tcp) => {
-                let tls = acceptor.accept(tcp).await?;
+                let tls = handshake(acceptor, tcp, limit).await?;
                 *self = Conn::Tls(Box::new(tls));
                 Ok(())
             }
@@ -82,6 +85,21 @@ impl Conn {
     }
 }
 
+/// The server side of a TLS handshake (implicit TLS, STARTTLS, STLS), within `limit`.
+pub async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    limit: Duration,
+) -> io::Result<TlsStream<TcpStream>> {
+    match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no TLS handshake within {limit:?}"),
+        )),
+    }
+}
+
 impl Conn {
     /// STARTTLS/STLS in the drivers: send the pending replies (the "go ahead" included), then
     /// the handshake. `false`: the handshake failed and the connection is over.
@@ -89,12 +107,13 @@ impl Conn {
         &mut self,
         out: &mut Vec<u8>,
         acceptor: &TlsAcceptor,
+        limit: Duration,
     ) -> io::Result<bool> {
         use tokio::io::AsyncWriteExt;
         self.write_all(out).await?;
         out.clear();
         self.flush().await?;
-        match self.upgrade(acceptor).await {
+        match self.upgrade(acceptor, limit).await {
             Ok(()) => Ok(true),
             Err(e) => {
                 tracing::debug!(error = %e, "TLS handshake after STARTTLS/STLS failed");
@@ -109,7 +128,7 @@ impl Conn {
         &mut self,
         out: &mut Vec<u8>,
         buf: &mut [u8],
-        idle: std::time::Duration,
+        idle: Duration,
         idle_reply: &[u8],
     ) -> io::Result<Option<usize>> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
