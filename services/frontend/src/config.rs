@@ -24,6 +24,9 @@ pub const DEFAULT_TRUSTED_NETWORKS: &str = "127.0.0.0/8,::1/128";
 pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 * 1024 * 1024;
 /// Longest a connection may last at all (slowloris clients that trickle bytes).
 pub const DEFAULT_SESSION_TIMEOUT_SECS: u64 = 30 * 60;
+/// After SIGTERM, how long sessions in progress may go on before they are told 421 / -ERR.
+/// Below Docker's default 10 s stop timeout, with room for `drain::CLOSE_GRACE`.
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 5;
 /// How long a client may take for its TLS handshake (implicit TLS, STARTTLS, STLS).
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 30;
 
@@ -97,6 +100,10 @@ pub struct FrontendConfig {
     /// Seconds a connection may last in all.
     #[arg(long, env = "MAILROOT_SESSION_TIMEOUT", default_value_t = DEFAULT_SESSION_TIMEOUT_SECS)]
     pub session_timeout: u64,
+    /// Seconds sessions in progress may go on after SIGTERM/Ctrl-C (new connections are
+    /// refused at once); then they are told 421 4.3.2 / -ERR [SYS/TEMP] and closed.
+    #[arg(long, env = "MAILROOT_DRAIN_TIMEOUT", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS)]
+    pub drain_timeout: u64,
     /// Seconds a client may take for a TLS handshake (implicit TLS, STARTTLS, STLS).
     #[arg(long, env = "MAILROOT_TLS_HANDSHAKE_TIMEOUT", default_value_t = DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS)]
     pub tls_handshake_timeout: u64,

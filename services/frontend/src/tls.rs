@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
 
 /// Builds the acceptor from PEM files, or from a fresh self-signed certificate.
 pub fn acceptor(
@@ -123,29 +124,48 @@ impl Conn {
     }
 
     /// The driver loops' shared step: send the pending replies, then wait for more input.
-    /// `None`: the client closed, or stayed silent past `idle` (it was told `idle_reply`).
+    /// A client that stayed silent past `idle` is told `idle_reply` and the input has
+    /// [`Input::Ended`]; once `stop` is cancelled (the node's drain deadline) the wait ends
+    /// with [`Input::Stop`] instead, even with input available, so the driver can say goodbye.
     pub async fn flush_and_read(
         &mut self,
         out: &mut Vec<u8>,
         buf: &mut [u8],
         idle: Duration,
         idle_reply: &[u8],
-    ) -> io::Result<Option<usize>> {
+        stop: &CancellationToken,
+    ) -> io::Result<Input> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         if !out.is_empty() {
             self.write_all(out).await?;
             out.clear();
         }
-        match tokio::time::timeout(idle, self.read(buf)).await {
-            Ok(Ok(0)) => Ok(None),
-            Ok(Ok(n)) => Ok(Some(n)),
+        let read = tokio::select! {
+            biased;
+            () = stop.cancelled() => return Ok(Input::Stop),
+            read = tokio::time::timeout(idle, self.read(buf)) => read,
+        };
+        match read {
+            Ok(Ok(0)) => Ok(Input::Ended),
+            Ok(Ok(n)) => Ok(Input::Bytes(n)),
             Ok(Err(e)) => Err(e),
             Err(_) => {
                 self.write_all(idle_reply).await.ok();
-                Ok(None)
+                Ok(Input::Ended)
             }
         }
     }
+}
+
+/// What waiting for client input ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// This many bytes arrived in the buffer.
+    Bytes(usize),
+    /// The client closed, or stayed silent too long (and was told so): the connection is over.
+    Ended,
+    /// The node is stopping: the session must say goodbye and close.
+    Stop,
 }
 
 fn upgrading() -> io::Error {
