@@ -29,6 +29,12 @@ pub const DEFAULT_SESSION_TIMEOUT_SECS: u64 = 30 * 60;
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 5;
 /// How long a client may take for its TLS handshake (implicit TLS, STARTTLS, STLS).
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 30;
+/// The store link: a connection attempt's limit, and HTTP/2 pings that find a dead store (or
+/// a cut network) while the connection looks fine to TCP — the settings stream then breaks
+/// and reconnects instead of waiting forever on a silent socket.
+pub const STORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const STORE_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const STORE_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Parser)]
 #[command(

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use proto::v1::Settings;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -199,7 +200,20 @@ impl Node {
 
 /// Keeps `tx` equal to the store's settings: a change made with `mailrootctl config set`
 /// reaches this node as soon as the store has stored it (a push, not a poll).
+///
+/// The stream ends when the store stops (it ends it on shutdown), breaks when the connection
+/// does (HTTP/2 keepalive finds a silent store, `store_client.rs`), and is opened again with
+/// `backon`'s exponential backoff; the backoff starts over once a stream has delivered.
 async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Settings>) {
+    let backoff = || {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(SETTINGS_RETRY_MAX)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    };
+    let mut delays = backoff();
     loop {
         // Not following: directory changes could be missed, so RCPT asks the store again
         // (`recipients.rs`) until the stream is back with the current version.
@@ -208,14 +222,18 @@ async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Set
             Ok(mut stream) => loop {
                 match stream.message().await {
                     Ok(Some(settings)) => {
+                        delays = backoff();
                         if settings.version != tx.borrow().version {
                             tracing::info!(version = settings.version, "settings updated");
                         }
                         tx.send_replace(settings);
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        tracing::info!("settings stream ended by the store; reconnecting");
+                        break;
+                    }
                     Err(status) => {
-                        tracing::warn!(error = %status.message(), "settings stream broken");
+                        tracing::warn!(error = %status.message(), "settings stream broken; reconnecting");
                         break;
                     }
                 }
@@ -224,9 +242,12 @@ async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Set
                 tracing::debug!(error = %status.message(), "settings stream unavailable");
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(delays.next().unwrap_or(SETTINGS_RETRY_MAX)).await;
     }
 }
+
+/// Longest wait between two attempts to open the settings stream.
+const SETTINGS_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Result of the start-up handshake with the store.
 pub enum Handshake {
