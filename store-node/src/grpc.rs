@@ -6,6 +6,7 @@ use proto::v1::store_server::{Store as StoreRpc, StoreServer};
 use proto::v1::*;
 use proto::{AUTH_GUID_HEADER, MAX_GRPC_MESSAGE};
 use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
@@ -55,13 +56,15 @@ fn roles_of(der: &[u8]) -> Vec<String> {
 }
 
 /// Builds both services with their access checks. `mutual_tls`: callers must also present a
-/// certificate with the right role (front-end for `Store`, admin for `Admin`).
+/// certificate with the right role (front-end for `Store`, admin for `Admin`). `stopping`:
+/// cancelled when the node shuts down; it ends the `WatchSettings` streams.
 pub fn services(
     store: Store,
     auth_guid: String,
     admin_token: String,
     store_id: String,
     mutual_tls: bool,
+    stopping: CancellationToken,
 ) -> (
     InterceptedService<StoreServer<StoreService>, impl tonic::service::Interceptor + Clone>,
     InterceptedService<AdminServer<AdminService>, impl tonic::service::Interceptor + Clone>,
@@ -69,6 +72,7 @@ pub fn services(
     let front = StoreServer::new(StoreService {
         store: store.clone(),
         store_id,
+        stopping,
     })
     .max_decoding_message_size(MAX_GRPC_MESSAGE)
     .max_encoding_message_size(MAX_GRPC_MESSAGE);
@@ -108,6 +112,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub struct StoreService {
     store: Store,
     store_id: String,
+    stopping: CancellationToken,
 }
 
 #[tonic::async_trait]
@@ -252,8 +257,13 @@ impl StoreRpc for StoreService {
     ) -> Reply<Self::WatchSettingsStream> {
         tracing::info!(node = %req.get_ref().node_name, "front-end watches settings");
         let rx = self.store.settings().subscribe();
-        // The current value first, then every change (a slow watcher sees the latest).
-        let stream = tokio_stream::wrappers::WatchStream::new(rx).map(Ok);
+        // The current value first, then every change (a slow watcher sees the latest), until
+        // the node stops: the stream then ends cleanly, so graceful shutdown can complete and
+        // the front-end reconnects (to this node restarted, or its successor).
+        let stream = futures::StreamExt::take_until(
+            tokio_stream::wrappers::WatchStream::new(rx).map(Ok),
+            self.stopping.clone().cancelled_owned(),
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 

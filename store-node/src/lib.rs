@@ -38,7 +38,16 @@ use tonic::transport::server::TcpIncoming;
 pub use config::StoreConfig;
 pub use error::StoreError;
 
+/// HTTP/2 pings towards idle-looking front-end connections, and how long a ping may go
+/// unanswered before the connection is closed.
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Opens the data directory, rebuilds the index and serves gRPC on `listener` until `shutdown`.
+///
+/// Shutdown is graceful: the listener closes at once, calls in progress finish, and the
+/// never-ending `WatchSettings` streams are ended (tonic waits for every stream of a
+/// connection before it closes it, so an open stream would hold the process forever).
 pub async fn run(
     config: StoreConfig,
     listener: TcpListener,
@@ -56,12 +65,14 @@ pub async fn run(
     )
     .await?;
     let store_id = uuid::Uuid::now_v7().to_string();
+    let stopping = tokio_util::sync::CancellationToken::new();
     let (front, admin) = grpc::services(
         store,
         config.auth_guid.clone(),
         config.admin_token.clone(),
         store_id,
         config.mutual_tls(),
+        stopping.clone(),
     );
     let addr = listener.local_addr()?;
     // Machine-readable readiness line for scripts and the test harness (stdout).
@@ -71,7 +82,11 @@ pub async fn run(
     // concurrent deliveries, before flow control makes senders wait.
     let mut server = tonic::transport::Server::builder()
         .initial_stream_window_size(1024 * 1024)
-        .initial_connection_window_size(32 * 1024 * 1024);
+        .initial_connection_window_size(32 * 1024 * 1024)
+        // A front-end that vanished without a FIN/RST (host gone, network cut) is noticed
+        // within interval + timeout and its connection, with its settings stream, dropped.
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     if let (Some(ca), Some(cert), Some(key)) = (
         &config.cluster_ca,
         &config.cluster_cert,
@@ -101,7 +116,10 @@ pub async fn run(
     server
         .add_service(front)
         .add_service(admin)
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            stopping.cancel();
+        })
         .await?;
     Ok(())
 }

@@ -23,11 +23,14 @@ async fn serve() {
             std::process::exit(2);
         }
     };
+    let stop = mailroot_common::stop_signal();
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        let signal = stop.await;
+        tracing::info!(%signal, "shutting down: finishing the calls in progress");
     };
     if let Err(e) = mailroot_store::run(config, listener, shutdown).await {
         eprintln!("mailroot-store: {e:#}");
         std::process::exit(1);
     }
+    tracing::info!("stopped");
 }

@@ -118,6 +118,23 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Polls until the process has exited, for at most `within`; panics with its log if not.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => panic!(
+                    "still running {within:?} later ({other:?}); its log:\n{}",
+                    self.log_text()
+                ),
+            }
+        }
+    }
+
     /// kill -9, and reap.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -420,7 +437,8 @@ impl TestCluster {
         )
     }
 
-    /// Sends SIGSTOP / SIGCONT to a process (a frozen node: alive, but silent).
+    /// Sends a signal by name to a process: STOP / CONT (a frozen node: alive, but silent),
+    /// TERM (`docker stop`), INT (Ctrl-C).
     pub fn signal(proc: &Proc, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &proc.child.id().to_string()])

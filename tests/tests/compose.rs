@@ -430,7 +430,17 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
     }
     assert_eq!(stored.len(), acked.len(), "unacknowledged extras stored");
 
-    // 4. down and up again: mail and settings are still there.
+    // 4. stop, down and up again: mail and settings are still there. Every container stops on
+    // its SIGTERM (issue 10: the binaries are PID 1 and handle it; an idle front-end has
+    // nothing to drain), not after Docker's 10 s timeout and a SIGKILL.
+    let stopping = Instant::now();
+    c.run(&["stop"]);
+    let took = stopping.elapsed();
+    eprintln!("compose stop took {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "compose stop took {took:?}: a container ignored SIGTERM"
+    );
     c.run(&["down"]);
     c.up();
     assert_eq!(retrieve().len(), 300);

@@ -1,5 +1,5 @@
-//! What every mailroot binary shares. Kept small on purpose: process set-up only, no protocol
-//! and no storage logic.
+//! What every mailroot binary shares. Kept small on purpose: process set-up (allocator, async
+//! runtime, stop signals) only, no protocol and no storage logic.
 
 use std::future::Future;
 
@@ -23,4 +23,27 @@ pub fn run<F: Future<Output = ()>>(main: F) {
         runtime.worker_threads((cores / 2).max(1));
     }
     runtime.build().expect("tokio runtime").block_on(main);
+}
+
+/// A future that resolves on the first SIGTERM or SIGINT (Ctrl-C), naming it.
+///
+/// In a `FROM scratch` image the binary is PID 1, and the kernel delivers no signal to PID 1
+/// that has no handler: without this, `docker stop`'s SIGTERM is ignored and Docker SIGKILLs
+/// after its stop timeout. The handlers are installed by this call, not at the first poll, so
+/// a signal that arrives between start-up and the first poll is not lost (nor fatal). Must be
+/// called inside the runtime.
+pub fn stop_signal() -> impl Future<Output = &'static str> + Send {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let (Ok(mut term), Ok(mut int)) = (term, int) else {
+            // Only when signal handling cannot be set up at all: run until killed.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    }
 }

@@ -24,6 +24,17 @@ pub const DEFAULT_TRUSTED_NETWORKS: &str = "127.0.0.0/8,::1/128";
 pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 256 * 1024 * 1024;
 /// Longest a connection may last at all (slowloris clients that trickle bytes).
 pub const DEFAULT_SESSION_TIMEOUT_SECS: u64 = 30 * 60;
+/// After SIGTERM, how long sessions in progress may go on before they are told 421 / -ERR.
+/// Below Docker's default 10 s stop timeout, with room for `drain::CLOSE_GRACE`.
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 5;
+/// How long a client may take for its TLS handshake (implicit TLS, STARTTLS, STLS).
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 30;
+/// The store link: a connection attempt's limit, and HTTP/2 pings that find a dead store (or
+/// a cut network) while the connection looks fine to TCP — the settings stream then breaks
+/// and reconnects instead of waiting forever on a silent socket.
+pub const STORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const STORE_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const STORE_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -95,6 +106,13 @@ pub struct FrontendConfig {
     /// Seconds a connection may last in all.
     #[arg(long, env = "MAILROOT_SESSION_TIMEOUT", default_value_t = DEFAULT_SESSION_TIMEOUT_SECS)]
     pub session_timeout: u64,
+    /// Seconds sessions in progress may go on after SIGTERM/Ctrl-C (new connections are
+    /// refused at once); then they are told 421 4.3.2 / -ERR [SYS/TEMP] and closed.
+    #[arg(long, env = "MAILROOT_DRAIN_TIMEOUT", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS)]
+    pub drain_timeout: u64,
+    /// Seconds a client may take for a TLS handshake (implicit TLS, STARTTLS, STLS).
+    #[arg(long, env = "MAILROOT_TLS_HANDSHAKE_TIMEOUT", default_value_t = DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS)]
+    pub tls_handshake_timeout: u64,
 }
 
 impl FrontendConfig {
@@ -128,6 +146,9 @@ impl FrontendConfig {
         let given = cluster.iter().filter(|x| x.is_some()).count();
         if given != 0 && given != 3 {
             return Err("--cluster-ca, --cluster-cert and --cluster-key go together".into());
+        }
+        if self.tls_handshake_timeout == 0 {
+            return Err("--tls-handshake-timeout: must be at least 1 second".into());
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("--tls-cert and --tls-key go together".into());

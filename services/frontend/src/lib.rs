@@ -11,9 +11,11 @@
 //! - `proxy.rs`        — PROXY protocol v2 from the load balancer (real client addresses).
 //! - `recipients.rs`   — RCPT answers cached per directory version (no store call per RCPT).
 //! - `tls.rs`          — the rustls acceptor (PEM or self-signed) and the upgradable `Conn`.
+//! - `drain.rs`        — graceful stop: the connection tasks and the drain deadline.
 //! - `lib.rs`          — `Node` (shared per-process state), `Service` and the accept loops.
 
 pub mod config;
+pub mod drain;
 pub mod dsn;
 pub mod pop3_conn;
 pub mod proxy;
@@ -30,6 +32,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use proto::v1::Settings;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -53,6 +56,8 @@ pub struct Node {
     /// Message bytes this node may hold in memory at once (one permit per octet).
     pub inflight: tokio::sync::Semaphore,
     pub recipients: recipients::RecipientCache,
+    /// The connection tasks and the deadline a graceful stop gives them.
+    pub drain: drain::Drain,
     connections: Mutex<Connections>,
 }
 
@@ -97,6 +102,7 @@ impl Node {
         Arc::new(Node {
             inflight: tokio::sync::Semaphore::new(config.max_inflight_bytes),
             recipients: recipients::RecipientCache::default(),
+            drain: drain::Drain::default(),
             config,
             store,
             settings: rx,
@@ -160,6 +166,11 @@ impl Node {
         }
     }
 
+    /// Limit on a client's TLS handshake (implicit TLS, STARTTLS, STLS alike).
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.tls_handshake_timeout)
+    }
+
     pub fn smtp_config(&self, service: Service, secure: bool) -> smtp::Config {
         let mut config = smtp::Config::new(self.config.hostname.clone());
         let settings = self.settings.borrow();
@@ -189,7 +200,20 @@ impl Node {
 
 /// Keeps `tx` equal to the store's settings: a change made with `mailrootctl config set`
 /// reaches this node as soon as the store has stored it (a push, not a poll).
+///
+/// The stream ends when the store stops (it ends it on shutdown), breaks when the connection
+/// does (HTTP/2 keepalive finds a silent store, `store_client.rs`), and is opened again with
+/// `backon`'s exponential backoff; the backoff starts over once a stream has delivered.
 async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Settings>) {
+    let backoff = || {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(SETTINGS_RETRY_MAX)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    };
+    let mut delays = backoff();
     loop {
         // Not following: directory changes could be missed, so RCPT asks the store again
         // (`recipients.rs`) until the stream is back with the current version.
@@ -198,14 +222,18 @@ async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Set
             Ok(mut stream) => loop {
                 match stream.message().await {
                     Ok(Some(settings)) => {
+                        delays = backoff();
                         if settings.version != tx.borrow().version {
                             tracing::info!(version = settings.version, "settings updated");
                         }
                         tx.send_replace(settings);
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        tracing::info!("settings stream ended by the store; reconnecting");
+                        break;
+                    }
                     Err(status) => {
-                        tracing::warn!(error = %status.message(), "settings stream broken");
+                        tracing::warn!(error = %status.message(), "settings stream broken; reconnecting");
                         break;
                     }
                 }
@@ -214,9 +242,12 @@ async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Set
                 tracing::debug!(error = %status.message(), "settings stream unavailable");
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(delays.next().unwrap_or(SETTINGS_RETRY_MAX)).await;
     }
 }
+
+/// Longest wait between two attempts to open the settings stream.
+const SETTINGS_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Result of the start-up handshake with the store.
 pub enum Handshake {
@@ -312,7 +343,8 @@ impl Service {
     }
 }
 
-/// Serves every listener until `shutdown` resolves.
+/// Serves every listener until `shutdown` resolves, then stops gracefully (`drain.rs`):
+/// the listeners close at once, sessions in progress get `--drain-timeout` to finish.
 pub async fn run(
     node: Arc<Node>,
     listeners: Vec<(Service, TcpListener)>,
@@ -330,18 +362,27 @@ pub async fn run(
         .map(|(service, l)| tokio::spawn(accept_loop(l, node.clone(), service)))
         .collect();
     shutdown.await;
-    for t in tasks {
+    for t in &tasks {
         t.abort();
     }
+    // Each accept loop owns its listener: once it is gone the socket is closed and new
+    // connections are refused.
+    for t in tasks {
+        let _ = t.await;
+    }
+    tracing::info!(
+        sessions = node.drain.open(),
+        "stopping: listeners closed, new connections are refused"
+    );
+    node.drain
+        .finish(Duration::from_secs(node.config.drain_timeout))
+        .await;
     Ok(())
 }
 
-/// How long an implicit-TLS client may take for its handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
 async fn accept_loop(listener: TcpListener, node: Arc<Node>, service: Service) {
     loop {
-        let (mut stream, mut peer) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -351,55 +392,68 @@ async fn accept_loop(listener: TcpListener, node: Arc<Node>, service: Service) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let node = node.clone();
-        tokio::spawn(async move {
-            if proxy::expected_from(&node.proxy_from, &peer) {
-                match proxy::read_header(&mut stream, peer).await {
-                    Ok(client) => peer = client,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "no valid PROXY header from the balancer");
-                        return;
-                    }
-                }
-            }
-            let Some(_slot) = node.admit(peer.ip()) else {
-                tracing::warn!(%peer, service = service.name(), "connection limit reached");
-                let refusal: &[u8] = if service.is_pop3() {
-                    b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
-                } else {
-                    b"421 4.7.0 too many connections, try again later\r\n"
-                };
-                use tokio::io::AsyncWriteExt;
-                if !service.implicit_tls() {
-                    let _ = stream.write_all(refusal).await;
-                }
+        node.drain
+            .spawn(connection(stream, peer, node.clone(), service));
+    }
+}
+
+/// One client connection: PROXY header, connection limits, implicit TLS, then the session.
+async fn connection(
+    mut stream: tokio::net::TcpStream,
+    mut peer: std::net::SocketAddr,
+    node: Arc<Node>,
+    service: Service,
+) {
+    if proxy::expected_from(&node.proxy_from, &peer) {
+        match proxy::read_header(&mut stream, peer).await {
+            Ok(client) => peer = client,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "no valid PROXY header from the balancer");
                 return;
-            };
-            let conn = if service.implicit_tls() {
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, node.tls.accept(stream)).await {
-                    Ok(Ok(tls)) => tls::Conn::Tls(Box::new(tls)),
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                }
-            } else {
-                tls::Conn::Plain(stream)
-            };
-            let limit = Duration::from_secs(node.config.session_timeout);
-            let served = if service.is_pop3() {
-                tokio::time::timeout(limit, pop3_conn::serve(conn, peer, node, service)).await
-            } else {
-                tokio::time::timeout(limit, smtp_conn::serve(conn, peer, node, service)).await
-            };
-            let Ok(result) = served else {
-                tracing::info!(%peer, service = service.name(), "session time limit reached, closed");
-                return;
-            };
-            if let Err(e) = result {
-                tracing::debug!(service = service.name(), %peer, error = %e, "connection ended with an error");
             }
-        });
+        }
+    }
+    let Some(_slot) = node.admit(peer.ip()) else {
+        tracing::warn!(%peer, service = service.name(), "connection limit reached");
+        let refusal: &[u8] = if service.is_pop3() {
+            b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
+        } else {
+            b"421 4.7.0 too many connections, try again later\r\n"
+        };
+        use tokio::io::AsyncWriteExt;
+        if !service.implicit_tls() {
+            let _ = stream.write_all(refusal).await;
+        }
+        return;
+    };
+    let conn = if service.implicit_tls() {
+        // A handshake still running at the drain deadline has no session to close yet.
+        let handshake = tls::handshake(&node.tls, stream, node.tls_handshake_timeout());
+        let done = tokio::select! {
+            () = node.drain.deadline().cancelled() => return,
+            done = handshake => done,
+        };
+        match done {
+            Ok(tls) => tls::Conn::Tls(Box::new(tls)),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+        }
+    } else {
+        tls::Conn::Plain(stream)
+    };
+    let limit = Duration::from_secs(node.config.session_timeout);
+    let served = if service.is_pop3() {
+        tokio::time::timeout(limit, pop3_conn::serve(conn, peer, node, service)).await
+    } else {
+        tokio::time::timeout(limit, smtp_conn::serve(conn, peer, node, service)).await
+    };
+    let Ok(result) = served else {
+        tracing::info!(%peer, service = service.name(), "session time limit reached, closed");
+        return;
+    };
+    if let Err(e) = result {
+        tracing::debug!(service = service.name(), %peer, error = %e, "connection ended with an error");
     }
 }

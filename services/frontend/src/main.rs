@@ -28,6 +28,9 @@ async fn serve() {
     if let Err(e) = config.validate() {
         fail(2, e);
     }
+    // SIGTERM/Ctrl-C from here on: during start-up (the handshake with the store may take
+    // its 10 s) it simply ends the process; once serving, it drains (`drain.rs`).
+    let mut stop = std::pin::pin!(mailroot_common::stop_signal());
     let cluster_tls = match (
         &config.cluster_ca,
         &config.cluster_cert,
@@ -38,7 +41,15 @@ async fn serve() {
     };
     let store = StoreClient::new(&config.store, &config.auth_guid, cluster_tls)
         .unwrap_or_else(|e| fail(2, format!("--store {}: {e}", config.store)));
-    match mailroot_frontend::handshake(&store, &config.hostname, Duration::from_secs(10)).await {
+    let handshake = mailroot_frontend::handshake(&store, &config.hostname, Duration::from_secs(10));
+    let handshake = tokio::select! {
+        signal = &mut stop => {
+            tracing::info!(%signal, "stopped during start-up");
+            return;
+        }
+        handshake = handshake => handshake,
+    };
+    match handshake {
         Handshake::Ok { store_id } => tracing::info!(%store_id, "joined the store"),
         Handshake::Refused(detail) if detail.contains("GUID") => {
             tracing::error!(store = %config.store, "auth GUID mismatch");
@@ -86,9 +97,11 @@ async fn serve() {
     }
     let node = Node::new(config, store, tls);
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        let signal = stop.await;
+        tracing::info!(%signal, "shutting down");
     };
     if let Err(e) = mailroot_frontend::run(node, listeners, shutdown).await {
         fail(1, e.to_string());
     }
+    tracing::info!("stopped");
 }

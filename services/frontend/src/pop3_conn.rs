@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
 use crate::store_client::Session;
-use crate::tls::Conn;
+use crate::tls::{Conn, Input};
 use crate::{Node, Service, replies};
 
 const IDLE_TIMEOUT_REPLY: &[u8] = b"-ERR autologout timer expired, closing connection\r\n";
@@ -129,7 +129,10 @@ async fn drive(
                     pop.commit_done(result);
                 }
                 pop3::Action::StartTls => {
-                    if !stream.start_tls(&mut out, &node.tls).await? {
+                    if !stream
+                        .start_tls(&mut out, &node.tls, node.tls_handshake_timeout())
+                        .await?
+                    {
                         return Ok(());
                     }
                     pop.tls_started();
@@ -150,18 +153,29 @@ async fn drive(
             stream.write_all(&out).await?;
             return Ok(());
         }
-        let Some(n) = stream
+        let input = stream
             .flush_and_read(
                 &mut out,
                 &mut buf,
                 node.idle_timeout(service),
                 IDLE_TIMEOUT_REPLY,
+                node.drain.deadline(),
             )
-            .await?
-        else {
-            return Ok(());
-        };
-        pop.feed(&buf[..n]);
+            .await?;
+        match input {
+            Input::Bytes(n) => pop.feed(&buf[..n]),
+            Input::Ended => return Ok(()),
+            // The node's drain deadline passed: the session says goodbye and its Close action
+            // ends this loop above. Nothing is committed (no QUIT, no UPDATE state); as after
+            // QUIT, the lease goes back before the reply, so the client may log in again
+            // through another node as soon as it has read it.
+            Input::Stop => {
+                if let Some(h) = held.take() {
+                    release(node, h, session).await;
+                }
+                pop.shutdown();
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use proto::v1::DeliverRequest;
 use tokio::io::AsyncWriteExt;
 
-use crate::tls::Conn;
+use crate::tls::{Conn, Input};
 use crate::{Node, Service, dsn, replies};
 
 const IDLE_TIMEOUT_REPLY: &[u8] = b"421 4.4.2 idle timeout, closing connection\r\n";
@@ -46,7 +46,10 @@ pub async fn serve(
                     session.deliver_done(verdict);
                 }
                 smtp::Action::StartTls => {
-                    if !stream.start_tls(&mut out, &node.tls).await? {
+                    if !stream
+                        .start_tls(&mut out, &node.tls, node.tls_handshake_timeout())
+                        .await?
+                    {
                         return Ok(());
                     }
                     session.tls_started();
@@ -79,18 +82,22 @@ pub async fn serve(
             return Ok(());
         }
         account_data(&node, &mut session, &mut memory);
-        let Some(n) = stream
+        let input = stream
             .flush_and_read(
                 &mut out,
                 &mut buf,
                 node.idle_timeout(service),
                 IDLE_TIMEOUT_REPLY,
+                node.drain.deadline(),
             )
-            .await?
-        else {
-            return Ok(());
-        };
-        session.feed(&buf[..n]);
+            .await?;
+        match input {
+            Input::Bytes(n) => session.feed(&buf[..n]),
+            Input::Ended => return Ok(()),
+            // The node's drain deadline passed: the session says goodbye (its Close action
+            // ends this loop above).
+            Input::Stop => session.shutdown(),
+        }
     }
 }
 

@@ -16,7 +16,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 
-use crate::config::STORE_RETRY_BUDGET;
+use crate::config::{
+    STORE_CONNECT_TIMEOUT, STORE_KEEPALIVE_INTERVAL, STORE_KEEPALIVE_TIMEOUT, STORE_RETRY_BUDGET,
+};
 
 type Guid = MetadataValue<tonic::metadata::Ascii>;
 type Inner = RpcClient<InterceptedService<Channel, GuidStamp>>;
@@ -72,9 +74,15 @@ impl StoreClient {
         tls: Option<(&str, &str, &str)>,
     ) -> anyhow::Result<StoreClient> {
         let mut endpoint = Endpoint::from_shared(url.to_string())?
-            .connect_timeout(Duration::from_secs(2))
+            .connect_timeout(STORE_CONNECT_TIMEOUT)
             .timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
+            // The settings stream never ends by itself, so a store that vanished without a
+            // FIN/RST would otherwise leave it (and every call queued on the connection)
+            // waiting forever; pings find out within interval + timeout.
+            .http2_keep_alive_interval(STORE_KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(STORE_KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
             // A RETR stream may run ahead of its POP3 client by one window (bounded memory
             // per session); all sessions together share the connection window.
             .initial_stream_window_size(FETCH_WINDOW)

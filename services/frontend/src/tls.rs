@@ -7,6 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -14,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
 
 /// Builds the acceptor from PEM files, or from a fresh self-signed certificate.
 pub fn acceptor(
@@ -64,13 +66,15 @@ impl Conn {
         matches!(self, Conn::Tls(_))
     }
 
-    /// STARTTLS/STLS: the TLS handshake on the same TCP connection. Whatever the client sent
-    /// in plaintext after the command and before the handshake is the session's to discard;
-    /// bytes still in the socket are read by the handshake and make it fail.
-    pub async fn upgrade(&mut self, acceptor: &TlsAcceptor) -> io::Result<()> {
+    /// STARTTLS/STLS: the TLS handshake on the same TCP connection, within `limit` (a client
+    /// that sends STARTTLS and then nothing must not hold the connection, like an implicit-TLS
+    /// client that never starts its handshake). Whatever the client sent in plaintext after
+    /// the command and before the handshake is the session's to discard; bytes still in the
+    /// socket are read by the handshake and make it fail.
+    pub async fn upgrade(&mut self, acceptor: &TlsAcceptor, limit: Duration) -> io::Result<()> {
         match std::mem::replace(self, Conn::Upgrading) {
             Conn::Plain(tcp) => {
-                let tls = acceptor.accept(tcp).await?;
+                let tls = handshake(acceptor, tcp, limit).await?;
                 *self = Conn::Tls(Box::new(tls));
                 Ok(())
             }
@@ -82,6 +86,21 @@ impl Conn {
     }
 }
 
+/// The server side of a TLS handshake (implicit TLS, STARTTLS, STLS), within `limit`.
+pub async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    limit: Duration,
+) -> io::Result<TlsStream<TcpStream>> {
+    match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no TLS handshake within {limit:?}"),
+        )),
+    }
+}
+
 impl Conn {
     /// STARTTLS/STLS in the drivers: send the pending replies (the "go ahead" included), then
     /// the handshake. `false`: the handshake failed and the connection is over.
@@ -89,12 +108,13 @@ impl Conn {
         &mut self,
         out: &mut Vec<u8>,
         acceptor: &TlsAcceptor,
+        limit: Duration,
     ) -> io::Result<bool> {
         use tokio::io::AsyncWriteExt;
         self.write_all(out).await?;
         out.clear();
         self.flush().await?;
-        match self.upgrade(acceptor).await {
+        match self.upgrade(acceptor, limit).await {
             Ok(()) => Ok(true),
             Err(e) => {
                 tracing::debug!(error = %e, "TLS handshake after STARTTLS/STLS failed");
@@ -104,29 +124,48 @@ impl Conn {
     }
 
     /// The driver loops' shared step: send the pending replies, then wait for more input.
-    /// `None`: the client closed, or stayed silent past `idle` (it was told `idle_reply`).
+    /// A client that stayed silent past `idle` is told `idle_reply` and the input has
+    /// [`Input::Ended`]; once `stop` is cancelled (the node's drain deadline) the wait ends
+    /// with [`Input::Stop`] instead, even with input available, so the driver can say goodbye.
     pub async fn flush_and_read(
         &mut self,
         out: &mut Vec<u8>,
         buf: &mut [u8],
-        idle: std::time::Duration,
+        idle: Duration,
         idle_reply: &[u8],
-    ) -> io::Result<Option<usize>> {
+        stop: &CancellationToken,
+    ) -> io::Result<Input> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         if !out.is_empty() {
             self.write_all(out).await?;
             out.clear();
         }
-        match tokio::time::timeout(idle, self.read(buf)).await {
-            Ok(Ok(0)) => Ok(None),
-            Ok(Ok(n)) => Ok(Some(n)),
+        let read = tokio::select! {
+            biased;
+            () = stop.cancelled() => return Ok(Input::Stop),
+            read = tokio::time::timeout(idle, self.read(buf)) => read,
+        };
+        match read {
+            Ok(Ok(0)) => Ok(Input::Ended),
+            Ok(Ok(n)) => Ok(Input::Bytes(n)),
             Ok(Err(e)) => Err(e),
             Err(_) => {
                 self.write_all(idle_reply).await.ok();
-                Ok(None)
+                Ok(Input::Ended)
             }
         }
     }
+}
+
+/// What waiting for client input ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// This many bytes arrived in the buffer.
+    Bytes(usize),
+    /// The client closed, or stayed silent too long (and was told so): the connection is over.
+    Ended,
+    /// The node is stopping: the session must say goodbye and close.
+    Stop,
 }
 
 fn upgrading() -> io::Error {

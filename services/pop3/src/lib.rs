@@ -706,6 +706,19 @@ impl Session {
         }
     }
 
+    /// The server is stopping and this session's time is up: `-ERR [SYS/TEMP]`, then close.
+    /// RFC 1939 §6: only QUIT in the TRANSACTION state enters the UPDATE state, so this
+    /// emits no [`Action::Commit`] — messages marked with DELE stay in the maildrop (the
+    /// driver only releases its lease). An answer still outstanding is abandoned.
+    pub fn shutdown(&mut self) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.pending = None;
+        self.actions.clear();
+        self.close_with(Reply::ShuttingDown);
+    }
+
     /// RFC 2595 §4: after the handshake the client starts over; anything it sent in clear after
     /// STLS is discarded unread (CVE-2011-0411 class).
     pub fn tls_started(&mut self) {

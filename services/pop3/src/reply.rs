@@ -23,6 +23,7 @@ pub enum Reply<'a> {
     Locked,
     InUse,
     TempFailure,
+    ShuttingDown,
     CommitFailed,
     LostLock,
     EncryptionRequired,
@@ -88,6 +89,8 @@ impl Reply<'_> {
             Reply::Locked => "-ERR [AUTH] mailbox is locked by the administrator".into(),
             Reply::InUse => "-ERR [IN-USE] maildrop is already in use".into(),
             Reply::TempFailure => "-ERR [SYS/TEMP] temporary failure, try again later".into(),
+            // A draining front-end's deadline passed (`Session::shutdown`); nothing committed.
+            Reply::ShuttingDown => "-ERR [SYS/TEMP] server shutting down, try again later".into(),
             Reply::CommitFailed => "-ERR [SYS/TEMP] some deleted messages not removed".into(),
             Reply::LostLock => "-ERR [IN-USE] maildrop lock lost, no messages were removed".into(),
             Reply::EncryptionRequired => {

@@ -99,6 +99,11 @@ pub(crate) enum Reply {
     Unrecognized,
     NotImplemented,
     TooManyErrors,
+    /// RFC 5321 3.8 / 4.2.2: the service is closing the channel (RFC 3463 X.3.2: system not
+    /// accepting network messages).
+    ShuttingDown {
+        hostname: String,
+    },
 }
 
 impl Reply {
@@ -226,6 +231,10 @@ impl Reply {
             Reply::Unrecognized => "500 5.5.1 command unrecognized".into(),
             Reply::NotImplemented => "502 5.5.1 command not implemented".into(),
             Reply::TooManyErrors => "421 4.7.0 too many errors".into(),
+            Reply::ShuttingDown { hostname } => format!(
+                "421 4.3.2 {} service shutting down, closing connection",
+                clean(hostname)
+            ),
         }
     }
 

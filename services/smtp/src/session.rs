@@ -246,6 +246,24 @@ impl Session {
         self.reply(reply);
     }
 
+    /// The server is stopping and this session's time is up: `421 4.3.2`, then close
+    /// (RFC 5321 3.8: a server may close with 421 at any time; a transaction in progress,
+    /// even mid-DATA, is abandoned and the client retries later). Replies not yet handed out
+    /// and any outstanding answer are dropped.
+    pub fn shutdown(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.actions.clear();
+        self.actions.push_back(Action::Send(
+            Reply::ShuttingDown {
+                hostname: self.config.hostname.clone(),
+            }
+            .to_bytes(),
+        ));
+        self.close();
+    }
+
     /// True once [`Action::Close`] has been queued.
     pub fn is_closed(&self) -> bool {
         self.closed
