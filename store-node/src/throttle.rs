@@ -49,8 +49,8 @@
 //! An address that is not a valid IP (an old front-end sends none) counts as one shared
 //! address, `""`: pairs with it then lock the name for every such front-end.
 //!
-//! Memory: three entries per distinct failing (name, IP), each forgotten after `WINDOW`; names
-//! are cut to `MAX_NAME_CHARS` characters. Expired entries are swept at most once per
+//! Memory: a failure adds at most three entries (its pair, its IP, its name), each forgotten
+//! `WINDOW` after its last failure; names are cut to `MAX_NAME_CHARS` characters. Expired entries are swept at most once per
 //! `SWEEP_EVERY`; lookups ignore them in between.
 
 use std::collections::HashMap;
