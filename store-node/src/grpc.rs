@@ -11,6 +11,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::store::{Recipient, Store};
+use crate::throttle;
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -431,6 +432,37 @@ impl Admin for AdminService {
 
     async fn get_config(&self, _req: Request<Empty>) -> Reply<Settings> {
         Ok(Response::new(self.store.settings().current()))
+    }
+
+    async fn list_throttle(&self, req: Request<ThrottleRequest>) -> Reply<ListThrottleReply> {
+        let entries = self
+            .store
+            .throttle_list(&req.get_ref().filter)?
+            .into_iter()
+            .map(|v| {
+                let kind = match &v.key {
+                    throttle::Key::UserIp { .. } => ThrottleKind::UserIp,
+                    throttle::Key::Ip(_) => ThrottleKind::Ip,
+                    throttle::Key::User(_) => ThrottleKind::User,
+                };
+                ThrottleEntry {
+                    kind: kind as i32,
+                    user: v.key.user().unwrap_or_default().to_string(),
+                    ip: v.key.ip().unwrap_or_default().to_string(),
+                    failures: v.failures,
+                    locked: v.locked,
+                    remaining_ms: v.remaining.as_millis() as u64,
+                }
+            })
+            .collect();
+        Ok(Response::new(ListThrottleReply { entries }))
+    }
+
+    async fn clear_throttle(&self, req: Request<ThrottleRequest>) -> Reply<ClearThrottleReply> {
+        let cleared = self.store.throttle_clear(&req.get_ref().filter)?;
+        Ok(Response::new(ClearThrottleReply {
+            cleared: cleared as u64,
+        }))
     }
 
     async fn break_session(&self, req: Request<AddressRequest>) -> Reply<Empty> {

@@ -298,7 +298,8 @@ fn failed_logins_are_throttled_cluster_wide_without_hurting_others() {
         }
     }
     assert!(refused, "no temporary refusal after repeated failures");
-    // Even the right password is refused for that name now, on either node...
+    // Even the right password is refused for that name from this address now, on either
+    // node (tests/throttle.rs has the per-address side)...
     let mut p = Pop3Client::connect(c.fe(1).pop3).unwrap();
     assert!(p.login(ALICE, "pw-alice").unwrap().starts_with("-ERR"));
     // ...but another user from another client address logs in as usual.

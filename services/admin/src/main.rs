@@ -64,9 +64,28 @@ enum Command {
     /// Cluster-wide settings, live on every front-end within a second.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Failed-login throttling: entries per (name, IP) (these lock), per IP and per name.
+    #[command(subcommand)]
+    Throttle(ThrottleCmd),
     /// Cluster bootstrap.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+}
+
+#[derive(Subcommand)]
+enum ThrottleCmd {
+    /// Show the current entries (all, or those of one login name or client IP).
+    List {
+        /// A login name (address) or a client IP address.
+        #[arg(value_name = "ADDRESS|IP")]
+        filter: Option<String>,
+    },
+    /// Remove entries, lifting their lockouts (all, or those of one login name or client IP).
+    Clear {
+        /// A login name (address) or a client IP address.
+        #[arg(value_name = "ADDRESS|IP")]
+        filter: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -458,6 +477,57 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
                 if s.require_secure_auth { "on" } else { "off" }
             );
             println!("version: {}", s.version);
+        }
+        Command::Throttle(ThrottleCmd::List { filter }) => {
+            let req = ThrottleRequest {
+                filter: filter.unwrap_or_default(),
+            };
+            let entries = c.list_throttle(req).await?.into_inner().entries;
+            println!(
+                "{:<8} {:<40} {:<39} {:>8} {:<7} REMAINING",
+                "KIND", "USER", "IP", "FAILURES", "LOCKED"
+            );
+            for e in entries {
+                let kind = match ThrottleKind::try_from(e.kind) {
+                    Ok(ThrottleKind::UserIp) => "user+ip",
+                    Ok(ThrottleKind::Ip) => "ip",
+                    Ok(ThrottleKind::User) => "user",
+                    Ok(ThrottleKind::Unspecified) | Err(_) => "?",
+                };
+                let dash = |s: &str| {
+                    if s.is_empty() {
+                        "-".to_string()
+                    } else {
+                        s.to_string()
+                    }
+                };
+                println!(
+                    "{:<8} {:<40} {:<39} {:>8} {:<7} {}s",
+                    kind,
+                    dash(&e.user),
+                    dash(&e.ip),
+                    e.failures,
+                    if e.locked { "locked" } else { "-" },
+                    e.remaining_ms.div_ceil(1000)
+                );
+            }
+        }
+        Command::Throttle(ThrottleCmd::Clear { filter }) => {
+            let filter = filter.unwrap_or_default();
+            let cleared = c
+                .clear_throttle(ThrottleRequest {
+                    filter: filter.clone(),
+                })
+                .await?
+                .into_inner()
+                .cleared;
+            let what = if filter.is_empty() {
+                String::new()
+            } else {
+                format!(" of {filter}")
+            };
+            let noun = if cleared == 1 { "entry" } else { "entries" };
+            println!("{cleared} throttle {noun}{what} cleared");
         }
         Command::Cluster(_) => unreachable!("handled before connecting"),
         Command::Alias(AliasCmd::Add { alias, targets }) => {

@@ -8,16 +8,17 @@ use super::*;
 impl Store {
     /// Checks credentials: `user` is a full address or alias, or a bare mailbox name when
     /// exactly one domain is hosted. An alias logs in with one of its targets' passwords and
-    /// means that target. Failures are throttled cluster-wide per name and client IP.
+    /// means that target. Failures are throttled cluster-wide per (name, client IP), per IP and
+    /// per name (`throttle.rs`); only the first locks, and only failures are held back.
     pub(super) async fn check_credentials(
         &self,
         user: &str,
         password: &str,
         client_ip: &str,
     ) -> Result<Address> {
-        let keys = throttle::keys(user, client_ip);
-        if self.inner.throttle.check(&keys) == throttle::Verdict::Refuse {
-            tracing::warn!(%user, %client_ip, "login refused: too many failures");
+        let attempt = throttle::Attempt::new(&self.throttle_name(user), client_ip);
+        if self.inner.throttle.check(&attempt) == throttle::Verdict::Refuse {
+            tracing::warn!(%user, %client_ip, "login refused: too many failures for this name from this address");
             return Err(StoreError::Throttled);
         }
         let candidates: Vec<(Address, String)> = {
@@ -43,14 +44,14 @@ impl Store {
                 .verify(&addr, password, &hash)
                 .await?
             {
-                self.inner.throttle.succeeded(&keys[0]);
+                self.inner.throttle.succeeded(&attempt);
                 if self.state().is_locked(&addr) {
                     return Err(StoreError::Locked(addr.to_string()));
                 }
                 return Ok(addr);
             }
         }
-        let delay = self.inner.throttle.failed(&keys);
+        let delay = self.inner.throttle.failed(&attempt);
         tracing::info!(%user, %client_ip, ?delay, "login failed");
         tokio::time::sleep(delay).await;
         Err(StoreError::BadCredentials)
@@ -74,6 +75,48 @@ impl Store {
                 .map(|(alias, _)| alias.to_string()),
         );
         Ok((addr, senders))
+    }
+
+    /// The name a login counts against in the throttle: one spelling per mailbox or alias
+    /// (`carol`, `Carol@Example.test` → `carol@example.test`), else the name as typed.
+    fn throttle_name(&self, user: &str) -> String {
+        match self.login_address(&self.state(), user) {
+            Some(addr) => addr.to_string(),
+            None => user.to_lowercase(),
+        }
+    }
+
+    /// `mailrootctl throttle list|clear [ADDRESS|IP]`: which entries an argument means.
+    fn throttle_filter(&self, raw: &str) -> Result<throttle::Filter> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Ok(throttle::Filter::All);
+        }
+        if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(StoreError::InvalidArgument(format!(
+                "{raw:?} is neither a login name nor an IP address"
+            )));
+        }
+        let ip = throttle::canonical_ip(raw);
+        Ok(if ip.is_empty() {
+            throttle::Filter::User(self.throttle_name(raw))
+        } else {
+            throttle::Filter::Ip(ip)
+        })
+    }
+
+    /// The throttle entries of a login name or client IP (all for "").
+    pub fn throttle_list(&self, filter: &str) -> Result<Vec<throttle::EntryView>> {
+        Ok(self.inner.throttle.list(&self.throttle_filter(filter)?))
+    }
+
+    /// Forgets the throttle entries of a login name or client IP (all for ""), lifting their
+    /// lockouts; returns how many there were.
+    pub fn throttle_clear(&self, filter: &str) -> Result<usize> {
+        let filter = self.throttle_filter(filter)?;
+        let cleared = self.inner.throttle.clear(&filter);
+        tracing::info!(?filter, cleared, "throttle entries cleared by admin");
+        Ok(cleared)
     }
 
     pub(super) fn login_address(&self, state: &State, user: &str) -> Option<Address> {
