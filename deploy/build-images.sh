@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the mailroot images from what is compiled here (no registry is used):
-#   mailroot-app:local  FROM scratch: the three release binaries and the few glibc libraries
+#   mailroot-app:local  FROM scratch: the three binaries (release, or MAILROOT_IMAGE_PROFILE) and the few glibc libraries
 #                       they link (copied from this Debian 12 build machine), user 10001.
 #   mailroot-lb:local   HAProxy from Debian's package, in a root filesystem made with
 #                       debootstrap and imported once as mailroot-lb-base:bookworm (cached).
@@ -19,8 +19,15 @@ apt_mirror() {
 }
 MIRROR=${DEBIAN_MIRROR:-$(apt_mirror)}
 
-echo "==> release build"
-cargo build --release --bins --quiet
+# MAILROOT_IMAGE_PROFILE=debug packs the debug binaries that `cargo test` has just built (the
+# compose test does this: a second, release build would double CI time); default release.
+profile=${MAILROOT_IMAGE_PROFILE:-release}
+case "$profile" in
+    release) echo "==> release build"; cargo build --release --bins --quiet ;;
+    debug) echo "==> debug build"; cargo build --bins --quiet ;;
+    *) echo "build-images: MAILROOT_IMAGE_PROFILE must be release or debug, not $profile" >&2; exit 2 ;;
+esac
+bins=target/$profile
 
 work=deploy/.build
 rm -rf "$work"
@@ -29,10 +36,10 @@ mkdir -p "$work/app/rootfs" "$work/app/data" "$work/app/tmp"
 # volume mounted on /data takes that ownership).
 touch "$work/app/data/.keep" "$work/app/tmp/.keep"
 for bin in mailroot-store mailroot-frontend mailrootctl; do
-    cp "target/release/$bin" "$work/app/rootfs/"
+    cp "$bins/$bin" "$work/app/rootfs/"
 done
 # The dynamic loader and every library the binaries link, at their own paths.
-for lib in $(ldd target/release/mailroot-store target/release/mailroot-frontend target/release/mailrootctl \
+for lib in $(ldd "$bins/mailroot-store" "$bins/mailroot-frontend" "$bins/mailrootctl" \
         | awk '/=>/ {print $3} /ld-linux/ {print $1}' | grep '^/' | sort -u); do
     mkdir -p "$work/app/rootfs$(dirname "$lib")"
     cp -L "$lib" "$work/app/rootfs$lib"

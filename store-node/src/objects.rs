@@ -313,6 +313,73 @@ impl Objects {
         .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
+    /// Every mailbox directory as its (domain, local) path segments, whether or not its
+    /// metadata object exists (start-up sweeps the ones without).
+    pub async fn mailbox_dirs(&self) -> Result<Vec<(String, String)>> {
+        let mut dirs = Vec::new();
+        let domains = self
+            .store
+            .list_with_delimiter(Some(&mailboxes_prefix()))
+            .await?;
+        for domain in domains.common_prefixes {
+            let Some(d) = domain.filename().map(str::to_string) else {
+                continue;
+            };
+            let locals = self.store.list_with_delimiter(Some(&domain)).await?;
+            for local in locals.common_prefixes {
+                if let Some(l) = local.filename() {
+                    dirs.push((d.clone(), l.to_string()));
+                }
+            }
+        }
+        Ok(dirs)
+    }
+
+    /// The messages of one mailbox as (UIDL, size), in no particular order. Locally this is
+    /// one directory read and one `statx` per message on a blocking thread, so start-up can
+    /// list many mailboxes in parallel.
+    pub async fn list_messages(&self, domain: &str, local: &str) -> Result<Vec<(String, u64)>> {
+        let prefix = Path::from_iter(["mailboxes", domain, local, "messages"]);
+        let Some(l) = &self.local else {
+            let listing = self.list(&prefix).await?;
+            return Ok(listing
+                .into_iter()
+                .filter_map(|m| {
+                    let uidl = m.location.filename()?.to_string();
+                    (!uidl.contains('#')).then_some((uidl, m.size))
+                })
+                .collect());
+        };
+        let dir = l.fs.path_to_filesystem(&prefix)?;
+        tokio::task::spawn_blocking(move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(io_error("list", &dir, e)),
+            };
+            let mut messages = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|e| io_error("list", &dir, e))?;
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                // object_store's own temporary files (`name#n`) are not messages.
+                if name.contains('#') {
+                    continue;
+                }
+                match entry.metadata() {
+                    Ok(meta) if meta.is_file() => messages.push((name, meta.len())),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_error("stat", &entry.path(), e)),
+                }
+            }
+            Ok(messages)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
     pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>> {
         Ok(self.store.list(Some(prefix)).try_collect().await?)
     }
@@ -539,6 +606,11 @@ pub fn mailbox_meta_path(addr: &Address) -> Path {
         addr.local.as_str(),
         "meta.json",
     ])
+}
+
+/// `mailboxes/<domain>/<local>/meta.json` from the directory's path segments.
+pub fn meta_path_in(domain: &str, local: &str) -> Path {
+    Path::from_iter(["mailboxes", domain, local, "meta.json"])
 }
 
 pub fn message_path(addr: &Address, uidl: &str) -> Path {

@@ -119,6 +119,8 @@ impl Cluster {
         let out = Command::new(repo().join("deploy/compose-up.sh"))
             .envs(&self.env)
             .env("COMPOSE_PROJECT_NAME", &self.project)
+            // The debug binaries `cargo test` built: no second (release) build in CI.
+            .env("MAILROOT_IMAGE_PROFILE", "debug")
             .args(["--scale", "frontend=3"])
             .output()
             .unwrap();

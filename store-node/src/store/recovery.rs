@@ -2,9 +2,12 @@
 //! `objects.rs`), usage is derived from the stored sizes, and leftovers of a crash are swept
 //! (staged writes, messages of a deleted mailbox).
 
-use std::collections::HashMap;
+use futures::StreamExt;
 
-use crate::objects::{self, MailboxObject};
+use crate::objects;
+
+/// Mailboxes read at the same time during start-up.
+const LOAD_PARALLELISM: usize = 16;
 
 use super::*;
 
@@ -46,61 +49,51 @@ impl Store {
                 .insert(Address::parse(&record.address)?, targets);
         }
 
-        let mut metas: HashMap<String, Address> = HashMap::new();
-        let mut messages: HashMap<String, Vec<(String, u64)>> = HashMap::new();
-        let listing = objects.list(&objects::mailboxes_prefix()).await?;
-        for meta in &listing {
-            match objects::classify(meta) {
-                MailboxObject::Meta { dir } => {
-                    let record: MailboxRecord = read_json(&objects, &meta.location).await?;
-                    let addr = Address::parse(&record.address)?;
-                    state.mailboxes.insert(
-                        addr.clone(),
-                        Mailbox {
-                            password_hash: record.password_hash,
-                            quota: record.quota,
-                            locked: record.locked,
-                            messages: BTreeMap::new(),
-                            used: 0,
-                            reserved: 0,
-                            warned: false,
-                        },
-                    );
-                    metas.insert(dir, addr);
+        // Every mailbox is read in parallel: its metadata and the listing of its messages
+        // (the listing IS the index). Cold, this is bound by directory and inode reads, which
+        // the disk serves faster with several in flight.
+        let dirs = objects.mailbox_dirs().await?;
+        let mut loads = futures::stream::iter(dirs)
+            .map(|(domain, local)| {
+                let objects = objects.clone();
+                async move {
+                    let meta = objects::meta_path_in(&domain, &local);
+                    let record = match read_json::<MailboxRecord>(&objects, &meta).await {
+                        Ok(record) => Some(record),
+                        Err(StoreError::Storage(object_store::Error::NotFound { .. })) => None,
+                        Err(e) => return Err(e),
+                    };
+                    let messages = objects.list_messages(&domain, &local).await?;
+                    Ok::<_, StoreError>((domain, local, record, messages))
                 }
-                MailboxObject::Message { dir, uidl } => {
-                    messages
-                        .entry(dir)
-                        .or_default()
-                        .push((uidl.to_string(), meta.size));
-                }
-                MailboxObject::Other => {
-                    tracing::warn!(path = %meta.location, "ignoring unknown object");
-                }
-            }
-        }
-        for (dir, msgs) in messages {
-            match metas.get(&dir).cloned() {
-                Some(addr) if state.mailboxes.contains_key(&addr) => {
-                    for (uidl, size) in msgs {
-                        state.add_message(&addr, &uidl, size);
-                    }
-                }
-                _ => {
-                    tracing::warn!(mailbox = %dir, count = msgs.len(), "removing messages of a deleted mailbox");
-                    let orphans: Vec<_> = listing
+            })
+            .buffer_unordered(LOAD_PARALLELISM)
+            .boxed();
+        while let Some(load) = loads.next().await {
+            let (domain, local, record, mut messages) = load?;
+            let Some(record) = record else {
+                // A crash in the middle of `mailbox delete`: the metadata went first.
+                if !messages.is_empty() {
+                    tracing::warn!(mailbox = %format!("{local}@{domain}"), count = messages.len(), "removing messages of a deleted mailbox");
+                    let orphans: Vec<_> = messages
                         .iter()
-                        .filter(|m| {
-                            matches!(objects::classify(m), MailboxObject::Message { dir: d, .. } if d == dir)
+                        .map(|(uidl, _)| {
+                            object_store::path::Path::from_iter([
+                                "mailboxes", &domain, &local, "messages", uidl,
+                            ])
                         })
-                        .map(|m| m.location.clone())
                         .collect();
                     objects.delete_many(&orphans).await?;
                 }
-            }
+                continue;
+            };
+            let addr = Address::parse(&record.address)?;
+            // UIDLs are UUIDv7 strings: sorted, they are arrival order, and a sorted run
+            // builds the map in one pass.
+            messages.sort_unstable();
+            state.load_mailbox(addr, record, messages);
         }
-        // `settle` above marked mailboxes already over the threshold as warned: they were
-        // warned before the restart (or are past the point where a warning would be news).
+        drop(loads);
         tracing::info!(
             domains = state.domains.len(),
             mailboxes = state.mailboxes.len(),
@@ -138,4 +131,31 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
         path: path.to_string(),
         detail: e.to_string(),
     })
+}
+
+impl State {
+    /// One mailbox as found at start-up, with its messages sorted by UIDL. A mailbox already
+    /// over the warning threshold counts as warned: it was warned before the restart (or is
+    /// past the point where a warning would be news).
+    fn load_mailbox(&mut self, addr: Address, record: MailboxRecord, messages: Vec<(String, u64)>) {
+        let used: u64 = messages.iter().map(|(_, size)| size).sum();
+        let warned = record
+            .quota
+            .is_some_and(|q| used * 100 >= q * QUOTA_WARNING_PERCENT);
+        if let Some(dom) = self.domains.get_mut(&addr.domain) {
+            dom.used += used;
+        }
+        self.mailboxes.insert(
+            addr,
+            Mailbox {
+                password_hash: record.password_hash,
+                quota: record.quota,
+                locked: record.locked,
+                messages: messages.into_iter().collect(),
+                used,
+                reserved: 0,
+                warned,
+            },
+        );
+    }
 }
