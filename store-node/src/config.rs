@@ -35,16 +35,10 @@ pub struct StoreConfig {
     /// store-node/src/auth.rs), so that a returning user's login costs no Argon2id. 0: off.
     #[arg(long, env = "MAILROOT_AUTH_CACHE_TTL", default_value_t = DEFAULT_AUTH_CACHE_TTL_SECS)]
     pub auth_cache_ttl: u64,
-    /// CA (PEM) that signs front-end and admin certificates: turns on mutual TLS on the gRPC
-    /// port. Made by `mailrootctl cluster init`.
-    #[arg(long, env = "MAILROOT_CLUSTER_CA")]
-    pub cluster_ca: Option<String>,
-    /// This store's certificate (PEM) for the gRPC port.
-    #[arg(long, env = "MAILROOT_CLUSTER_CERT")]
-    pub cluster_cert: Option<String>,
-    /// Key (PEM) of `--cluster-cert`.
-    #[arg(long, env = "MAILROOT_CLUSTER_KEY")]
-    pub cluster_key: Option<String>,
+    /// Mutual TLS on the gRPC port: the CA that signs front-end and admin certificates, and
+    /// this store's own certificate and key.
+    #[command(flatten)]
+    pub cluster_tls: mailroot_common::flags::ClusterTls,
     /// Serve plaintext gRPC on a non-loopback address (the admin token and passwords then cross
     /// the network in clear; only for a private network you trust).
     #[arg(long, env = "MAILROOT_INSECURE_PLAINTEXT")]
@@ -53,7 +47,7 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     pub fn mutual_tls(&self) -> bool {
-        self.cluster_ca.is_some()
+        self.cluster_tls.enabled()
     }
 
     pub fn lease_ttl(&self) -> std::time::Duration {
@@ -75,11 +69,8 @@ impl StoreConfig {
         if !(0.5..=3600.0).contains(&self.lease_ttl) {
             return Err("--lease-ttl: must be between 0.5 and 3600 seconds".into());
         }
-        let tls = [&self.cluster_ca, &self.cluster_cert, &self.cluster_key];
-        let given = tls.iter().filter(|x| x.is_some()).count();
-        if given != 0 && given != 3 {
-            return Err("--cluster-ca, --cluster-cert and --cluster-key go together".into());
-        }
+        self.cluster_tls.validate()?;
+        let given = usize::from(self.cluster_tls.enabled());
         let loopback = self
             .listen
             .parse::<std::net::SocketAddr>()

@@ -87,23 +87,10 @@ pub async fn run(
         // within interval + timeout and its connection, with its settings stream, dropped.
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
-    if let (Some(ca), Some(cert), Some(key)) = (
-        &config.cluster_ca,
-        &config.cluster_cert,
-        &config.cluster_key,
-    ) {
-        let read = |flag: &str, path: &str| {
-            std::fs::read(path).map_err(|e| anyhow::anyhow!("--{flag} {path}: {e}"))
-        };
+    if let Some(pem) = config.cluster_tls.read().map_err(anyhow::Error::msg)? {
         let tls = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(
-                read("cluster-cert", cert)?,
-                read("cluster-key", key)?,
-            ))
-            .client_ca_root(tonic::transport::Certificate::from_pem(read(
-                "cluster-ca",
-                ca,
-            )?));
+            .identity(tonic::transport::Identity::from_pem(pem.cert, pem.key))
+            .client_ca_root(tonic::transport::Certificate::from_pem(pem.ca));
         server = server.tls_config(tls)?;
         tracing::info!("gRPC with mutual TLS: front-end and admin certificates required");
     } else if config.insecure_plaintext {

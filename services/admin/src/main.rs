@@ -16,14 +16,13 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 mod cluster;
 use tonic::{Request, Status};
 
-pub const DEFAULT_STORE: &str = "http://127.0.0.1:7070";
+pub use mailroot_common::flags::DEFAULT_STORE;
 
 #[derive(Parser)]
 #[command(name = "mailrootctl", version, about = "Administer a mailroot cluster")]
 struct Cli {
-    /// gRPC URL of the store node.
-    #[arg(long, env = "MAILROOT_STORE", default_value = DEFAULT_STORE, global = true)]
-    store: String,
+    #[command(flatten)]
+    store: mailroot_common::flags::StoreUrl,
     /// Admin token of the store node.
     #[arg(
         long,
@@ -32,15 +31,9 @@ struct Cli {
         global = true
     )]
     admin_token: Option<String>,
-    /// Cluster CA (PEM) to verify the store with; turns on TLS to the store.
-    #[arg(long, env = "MAILROOT_CLUSTER_CA", global = true)]
-    cluster_ca: Option<String>,
-    /// Admin client certificate (PEM) from `cluster init`.
-    #[arg(long, env = "MAILROOT_CLUSTER_CERT", global = true)]
-    cluster_cert: Option<String>,
-    /// Key (PEM) of `--cluster-cert`.
-    #[arg(long, env = "MAILROOT_CLUSTER_KEY", global = true)]
-    cluster_key: Option<String>,
+    /// The cluster CA verifies the store; the certificate is the admin one from `cluster init`.
+    #[command(flatten)]
+    cluster_tls: mailroot_common::flags::ClusterTls,
     #[command(subcommand)]
     command: Command,
 }
@@ -270,29 +263,18 @@ fn read_password() -> Result<String, Failure> {
 }
 
 async fn connect(cli: &Cli) -> Result<Client, Failure> {
-    let endpoint = Endpoint::from_shared(cli.store.clone())
+    let endpoint = Endpoint::from_shared(cli.store.url.clone())
         .map_err(|e| Failure::Usage(format!("--store {}: {e}", cli.store)))?
         .connect_timeout(std::time::Duration::from_secs(5));
-    let endpoint = match (&cli.cluster_ca, &cli.cluster_cert, &cli.cluster_key) {
-        (None, None, None) => endpoint,
-        (Some(ca), Some(cert), Some(key)) => {
-            let read = |flag: &str, path: &str| {
-                std::fs::read(path).map_err(|e| Failure::Usage(format!("--{flag} {path}: {e}")))
-            };
+    let endpoint = match cli.cluster_tls.read().map_err(Failure::Usage)? {
+        None => endpoint,
+        Some(pem) => {
             let tls = ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(read("cluster-ca", ca)?))
-                .identity(Identity::from_pem(
-                    read("cluster-cert", cert)?,
-                    read("cluster-key", key)?,
-                ));
+                .ca_certificate(Certificate::from_pem(pem.ca))
+                .identity(Identity::from_pem(pem.cert, pem.key));
             endpoint
                 .tls_config(tls)
                 .map_err(|e| Failure::Usage(format!("TLS configuration: {e}")))?
-        }
-        _ => {
-            return Err(Failure::Usage(
-                "--cluster-ca, --cluster-cert and --cluster-key go together".into(),
-            ));
         }
     };
     connect_endpoint(cli, endpoint).await

@@ -1,7 +1,10 @@
 //! What every mailroot binary shares. Kept small on purpose: process set-up (allocator, async
-//! runtime, stop signals) only, no protocol and no storage logic.
+//! runtime, stop signals) and the flags every binary shares (`flags.rs`), no protocol and no
+//! storage logic.
 
 use std::future::Future;
+
+pub mod flags;
 
 /// Runs `main` on the process's async runtime, after setting up the allocator.
 ///

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-pub const DEFAULT_STORE: &str = "http://127.0.0.1:7070";
+pub use mailroot_common::flags::DEFAULT_STORE;
 pub const DEFAULT_POP3: &str = "0.0.0.0:110";
 pub const DEFAULT_SMTP: &str = "0.0.0.0:25";
 pub const DEFAULT_HOSTNAME: &str = "localhost";
@@ -43,9 +43,10 @@ pub const STORE_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
     about = "mailroot front-end node (POP3, SMTP)"
 )]
 pub struct FrontendConfig {
-    /// gRPC URL of the store node.
-    #[arg(long, env = "MAILROOT_STORE", default_value = DEFAULT_STORE)]
-    pub store: String,
+    #[command(flatten)]
+    pub store: mailroot_common::flags::StoreUrl,
+    #[command(flatten)]
+    pub cluster_tls: mailroot_common::flags::ClusterTls,
     /// The cluster's auth GUID (must match the store's).
     #[arg(long, env = "MAILROOT_AUTH_GUID")]
     pub auth_guid: String,
@@ -94,15 +95,6 @@ pub struct FrontendConfig {
     /// 10 minutes for POP3).
     #[arg(long, env = "MAILROOT_IDLE_TIMEOUT")]
     pub idle_timeout: Option<u64>,
-    /// Cluster CA (PEM): turns on mutual TLS to the store (`mailrootctl cluster init`).
-    #[arg(long, env = "MAILROOT_CLUSTER_CA")]
-    pub cluster_ca: Option<String>,
-    /// This node's front-end certificate (PEM) for the store.
-    #[arg(long, env = "MAILROOT_CLUSTER_CERT")]
-    pub cluster_cert: Option<String>,
-    /// Key (PEM) of `--cluster-cert`.
-    #[arg(long, env = "MAILROOT_CLUSTER_KEY")]
-    pub cluster_key: Option<String>,
     /// Seconds a connection may last in all.
     #[arg(long, env = "MAILROOT_SESSION_TIMEOUT", default_value_t = DEFAULT_SESSION_TIMEOUT_SECS)]
     pub session_timeout: u64,
@@ -117,12 +109,8 @@ pub struct FrontendConfig {
 
 impl FrontendConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.store.starts_with("http://") || self.store.starts_with("https://")) {
-            return Err(format!(
-                "--store: {:?} is not a URL like http://store:7070",
-                self.store
-            ));
-        }
+        self.store.validate()?;
+        self.cluster_tls.validate()?;
         if uuid::Uuid::parse_str(&self.auth_guid).is_err() {
             return Err(format!("--auth-guid: {:?} is not a GUID", self.auth_guid));
         }
@@ -141,11 +129,6 @@ impl FrontendConfig {
         crate::proxy::parse_networks("trusted-networks", &self.trusted_networks)?;
         if self.max_inflight_bytes < 1024 * 1024 {
             return Err("--max-inflight-bytes: must be at least 1048576 (1 MiB)".into());
-        }
-        let cluster = [&self.cluster_ca, &self.cluster_cert, &self.cluster_key];
-        let given = cluster.iter().filter(|x| x.is_some()).count();
-        if given != 0 && given != 3 {
-            return Err("--cluster-ca, --cluster-cert and --cluster-key go together".into());
         }
         if self.tls_handshake_timeout == 0 {
             return Err("--tls-handshake-timeout: must be at least 1 second".into());

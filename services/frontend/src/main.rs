@@ -31,15 +31,8 @@ async fn serve() {
     // SIGTERM/Ctrl-C from here on: during start-up (the handshake with the store may take
     // its 10 s) it simply ends the process; once serving, it drains (`drain.rs`).
     let mut stop = std::pin::pin!(mailroot_common::stop_signal());
-    let cluster_tls = match (
-        &config.cluster_ca,
-        &config.cluster_cert,
-        &config.cluster_key,
-    ) {
-        (Some(ca), Some(cert), Some(key)) => Some((ca.as_str(), cert.as_str(), key.as_str())),
-        _ => None,
-    };
-    let store = StoreClient::new(&config.store, &config.auth_guid, cluster_tls)
+    let cluster_tls = config.cluster_tls.files().unwrap_or_else(|e| fail(2, e));
+    let store = StoreClient::new(&config.store.url, &config.auth_guid, cluster_tls)
         .unwrap_or_else(|e| fail(2, format!("--store {}: {e}", config.store)));
     let handshake = mailroot_frontend::handshake(&store, &config.hostname, Duration::from_secs(10));
     let handshake = tokio::select! {

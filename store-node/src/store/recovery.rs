@@ -79,7 +79,11 @@ impl Store {
                         .iter()
                         .map(|(uidl, _)| {
                             object_store::path::Path::from_iter([
-                                "mailboxes", &domain, &local, "messages", uidl,
+                                "mailboxes",
+                                &domain,
+                                &local,
+                                "messages",
+                                uidl,
                             ])
                         })
                         .collect();
