@@ -40,10 +40,12 @@ pub enum Reason {
     Storage,
     Corrupt,
     Internal,
+    /// The store is loading its index: try again shortly.
+    Starting,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::UnknownDomain,
         Reason::DomainExists,
         Reason::DomainNotEmpty,
@@ -63,6 +65,7 @@ impl Reason {
         Reason::Storage,
         Reason::Corrupt,
         Reason::Internal,
+        Reason::Starting,
     ];
 
     /// The header value.
@@ -87,6 +90,7 @@ impl Reason {
             Reason::Storage => "storage",
             Reason::Corrupt => "corrupt",
             Reason::Internal => "internal",
+            Reason::Starting => "starting",
         }
     }
 

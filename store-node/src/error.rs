@@ -51,6 +51,8 @@ pub enum StoreError {
     Corrupt { path: String, detail: String },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the store is starting (loading its index); try again shortly")]
+    Starting,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -80,6 +82,7 @@ impl StoreError {
             }
             StoreError::Corrupt { .. } => Reason::Corrupt,
             StoreError::Internal(_) => Reason::Internal,
+            StoreError::Starting => Reason::Starting,
         }
     }
 
@@ -108,6 +111,7 @@ impl StoreError {
                 Code::Unavailable
             }
             StoreError::Corrupt { .. } | StoreError::Internal(_) => Code::Internal,
+            StoreError::Starting => Code::Unavailable,
         }
     }
 }

@@ -60,7 +60,7 @@ fn roles_of(der: &[u8]) -> Vec<String> {
 /// certificate with the right role (front-end for `Store`, admin for `Admin`). `stopping`:
 /// cancelled when the node shuts down; it ends the `WatchSettings` streams.
 pub fn services(
-    store: Store,
+    store: Loaded,
     auth_guid: String,
     admin_token: String,
     store_id: String,
@@ -110,8 +110,25 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The store as the services see it: empty while the index loads at start-up, when every call
+/// is answered "unavailable, starting" (front-ends answer 451 / -ERR [SYS/TEMP] and retry).
+#[derive(Clone, Default)]
+pub struct Loaded(std::sync::Arc<std::sync::OnceLock<Store>>);
+
+impl Loaded {
+    pub fn set(&self, store: Store) {
+        let _ = self.0.set(store);
+    }
+
+    fn get(&self) -> Result<&Store, Status> {
+        self.0
+            .get()
+            .ok_or_else(|| crate::StoreError::Starting.into())
+    }
+}
+
 pub struct StoreService {
-    store: Store,
+    store: Loaded,
     store_id: String,
     stopping: CancellationToken,
 }
@@ -131,7 +148,7 @@ impl StoreRpc for StoreService {
     ) -> Reply<CheckRecipientReply> {
         let req = req.into_inner();
         let (status, mailboxes) =
-            recipient_status(self.store.check_recipient(&req.address, req.size));
+            recipient_status(self.store.get()?.check_recipient(&req.address, req.size));
         Ok(Response::new(CheckRecipientReply {
             status: status as i32,
             mailboxes,
@@ -142,6 +159,7 @@ impl StoreRpc for StoreService {
         let req = req.into_inner();
         let outcomes = self
             .store
+            .get()?
             .deliver(&req.delivery_id, &req.recipients, req.message)
             .await?;
         let results: Vec<RecipientResult> = outcomes
@@ -161,6 +179,7 @@ impl StoreRpc for StoreService {
         let req = req.into_inner();
         let (addr, epoch, messages) = self
             .store
+            .get()?
             .open_maildrop(
                 &req.user,
                 &req.password,
@@ -178,7 +197,7 @@ impl StoreRpc for StoreService {
                     size: m.size,
                 })
                 .collect(),
-            lease_ttl_ms: self.store.lease_ttl().as_millis() as u64,
+            lease_ttl_ms: self.store.get()?.lease_ttl().as_millis() as u64,
             epoch,
         }))
     }
@@ -193,7 +212,11 @@ impl StoreRpc for StoreService {
         req: Request<FetchMessageRequest>,
     ) -> Reply<Self::FetchMessageStream> {
         let req = req.into_inner();
-        let chunks = self.store.fetch_stream(&req.mailbox, &req.uidl).await?;
+        let chunks = self
+            .store
+            .get()?
+            .fetch_stream(&req.mailbox, &req.uidl)
+            .await?;
         let cut = req
             .top_lines
             .map(|n| pop3::TopCut::new(usize::try_from(n).unwrap_or(usize::MAX)));
@@ -226,6 +249,7 @@ impl StoreRpc for StoreService {
         let req = req.into_inner();
         let deleted = self
             .store
+            .get()?
             .commit(&req.mailbox, req.epoch, &req.delete)
             .await?;
         Ok(Response::new(CommitMaildropReply { deleted }))
@@ -233,7 +257,7 @@ impl StoreRpc for StoreService {
 
     async fn renew_maildrop(&self, req: Request<MaildropSession>) -> Reply<RenewMaildropReply> {
         let req = req.into_inner();
-        self.store.renew(&req.mailbox, req.epoch)?;
+        self.store.get()?.renew(&req.mailbox, req.epoch)?;
         Ok(Response::new(RenewMaildropReply {}))
     }
 
@@ -241,6 +265,7 @@ impl StoreRpc for StoreService {
         let req = req.into_inner();
         let (addr, senders) = self
             .store
+            .get()?
             .authenticate(&req.user, &req.password, &req.client_ip)
             .await?;
         Ok(Response::new(AuthenticateReply {
@@ -257,7 +282,7 @@ impl StoreRpc for StoreService {
         req: Request<WatchSettingsRequest>,
     ) -> Reply<Self::WatchSettingsStream> {
         tracing::info!(node = %req.get_ref().node_name, "front-end watches settings");
-        let rx = self.store.settings().subscribe();
+        let rx = self.store.get()?.settings().subscribe();
         // The current value first, then every change (a slow watcher sees the latest), until
         // the node stops: the stream then ends cleanly, so graceful shutdown can complete and
         // the front-end reconnects (to this node restarted, or its successor).
@@ -270,7 +295,7 @@ impl StoreRpc for StoreService {
 
     async fn close_maildrop(&self, req: Request<MaildropSession>) -> Reply<Empty> {
         let req = req.into_inner();
-        self.store.close(&req.mailbox, req.epoch)?;
+        self.store.get()?.close(&req.mailbox, req.epoch)?;
         Ok(Response::new(Empty {}))
     }
 }
@@ -289,7 +314,7 @@ fn recipient_status(r: Recipient) -> (RecipientStatus, Vec<String>) {
 }
 
 pub struct AdminService {
-    store: Store,
+    store: Loaded,
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -299,33 +324,43 @@ fn non_empty(s: &str) -> Option<&str> {
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn add_domain(&self, req: Request<DomainRequest>) -> Reply<Empty> {
-        let name = self.store.add_domain(&req.get_ref().domain).await?;
+        let name = self.store.get()?.add_domain(&req.get_ref().domain).await?;
         tracing::info!(domain = %name, "domain added");
         Ok(Response::new(Empty {}))
     }
 
     async fn delete_domain(&self, req: Request<DeleteDomainRequest>) -> Reply<Empty> {
         let req = req.into_inner();
-        self.store.delete_domain(&req.domain, req.force).await?;
+        self.store
+            .get()?
+            .delete_domain(&req.domain, req.force)
+            .await?;
         tracing::info!(domain = %req.domain, "domain deleted");
         Ok(Response::new(Empty {}))
     }
 
     async fn list_domains(&self, _req: Request<Empty>) -> Reply<ListDomainsReply> {
         Ok(Response::new(ListDomainsReply {
-            domains: self.store.list_domains(),
+            domains: self.store.get()?.list_domains(),
         }))
     }
 
     async fn add_mailbox(&self, req: Request<MailboxRequest>) -> Reply<Empty> {
         let req = req.into_inner();
-        let addr = self.store.add_mailbox(&req.address, &req.password).await?;
+        let addr = self
+            .store
+            .get()?
+            .add_mailbox(&req.address, &req.password)
+            .await?;
         tracing::info!(mailbox = %addr, "mailbox added");
         Ok(Response::new(Empty {}))
     }
 
     async fn delete_mailbox(&self, req: Request<AddressRequest>) -> Reply<Empty> {
-        self.store.delete_mailbox(&req.get_ref().address).await?;
+        self.store
+            .get()?
+            .delete_mailbox(&req.get_ref().address)
+            .await?;
         tracing::info!(mailbox = %req.get_ref().address, "mailbox deleted");
         Ok(Response::new(Empty {}))
     }
@@ -336,18 +371,22 @@ impl Admin for AdminService {
     ) -> Reply<ListMailboxesReply> {
         let addresses = self
             .store
+            .get()?
             .list_mailboxes(non_empty(&req.get_ref().domain))?;
         Ok(Response::new(ListMailboxesReply { addresses }))
     }
 
     async fn set_password(&self, req: Request<MailboxRequest>) -> Reply<Empty> {
         let req = req.into_inner();
-        self.store.set_password(&req.address, &req.password).await?;
+        self.store
+            .get()?
+            .set_password(&req.address, &req.password)
+            .await?;
         Ok(Response::new(Empty {}))
     }
 
     async fn stat(&self, req: Request<StatRequest>) -> Reply<StatReply> {
-        let stats = self.store.stat(non_empty(&req.get_ref().address))?;
+        let stats = self.store.get()?.stat(non_empty(&req.get_ref().address))?;
         Ok(Response::new(StatReply {
             mailboxes: stats
                 .into_iter()
@@ -377,14 +416,17 @@ impl Admin for AdminService {
     async fn set_quota(&self, req: Request<SetQuotaRequest>) -> Reply<Empty> {
         let req = req.into_inner();
         let limit = (req.bytes > 0).then_some(req.bytes);
-        self.store.set_quota(&req.target, req.domain, limit).await?;
+        self.store
+            .get()?
+            .set_quota(&req.target, req.domain, limit)
+            .await?;
         tracing::info!(target = %req.target, domain = req.domain, ?limit, "quota set");
         Ok(Response::new(Empty {}))
     }
 
     async fn show_quota(&self, req: Request<ShowQuotaRequest>) -> Reply<ShowQuotaReply> {
         let req = req.into_inner();
-        let (limit, used) = self.store.show_quota(&req.target, req.domain)?;
+        let (limit, used) = self.store.get()?.show_quota(&req.target, req.domain)?;
         Ok(Response::new(ShowQuotaReply {
             target: req.target,
             limit: limit.unwrap_or(0),
@@ -394,19 +436,26 @@ impl Admin for AdminService {
 
     async fn add_alias(&self, req: Request<AliasRequest>) -> Reply<Empty> {
         let req = req.into_inner();
-        self.store.add_alias(&req.alias, &req.targets).await?;
+        self.store
+            .get()?
+            .add_alias(&req.alias, &req.targets)
+            .await?;
         tracing::info!(alias = %req.alias, targets = ?req.targets, "alias added");
         Ok(Response::new(Empty {}))
     }
 
     async fn delete_alias(&self, req: Request<AddressRequest>) -> Reply<Empty> {
-        self.store.delete_alias(&req.get_ref().address).await?;
+        self.store
+            .get()?
+            .delete_alias(&req.get_ref().address)
+            .await?;
         Ok(Response::new(Empty {}))
     }
 
     async fn list_aliases(&self, req: Request<ListMailboxesRequest>) -> Reply<ListAliasesReply> {
         let aliases = self
             .store
+            .get()?
             .list_aliases(non_empty(&req.get_ref().domain))?
             .into_iter()
             .map(|(alias, targets)| Alias { alias, targets })
@@ -417,6 +466,7 @@ impl Admin for AdminService {
     async fn set_lock(&self, req: Request<SetLockRequest>) -> Reply<Empty> {
         let req = req.into_inner();
         self.store
+            .get()?
             .set_lock(&req.target, req.domain, req.locked)
             .await?;
         tracing::info!(target = %req.target, domain = req.domain, locked = req.locked, "lock changed");
@@ -425,18 +475,19 @@ impl Admin for AdminService {
 
     async fn set_config(&self, req: Request<SetConfigRequest>) -> Reply<Settings> {
         let req = req.into_inner();
-        let settings = self.store.set_config(&req.key, &req.value).await?;
+        let settings = self.store.get()?.set_config(&req.key, &req.value).await?;
         tracing::info!(key = %req.key, version = settings.version, "setting changed");
         Ok(Response::new(settings))
     }
 
     async fn get_config(&self, _req: Request<Empty>) -> Reply<Settings> {
-        Ok(Response::new(self.store.settings().current()))
+        Ok(Response::new(self.store.get()?.settings().current()))
     }
 
     async fn list_throttle(&self, req: Request<ThrottleRequest>) -> Reply<ListThrottleReply> {
         let entries = self
             .store
+            .get()?
             .throttle_list(&req.get_ref().filter)?
             .into_iter()
             .map(|v| {
@@ -459,15 +510,28 @@ impl Admin for AdminService {
     }
 
     async fn clear_throttle(&self, req: Request<ThrottleRequest>) -> Reply<ClearThrottleReply> {
-        let cleared = self.store.throttle_clear(&req.get_ref().filter)?;
+        let cleared = self.store.get()?.throttle_clear(&req.get_ref().filter)?;
         Ok(Response::new(ClearThrottleReply {
             cleared: cleared as u64,
         }))
     }
 
     async fn break_session(&self, req: Request<AddressRequest>) -> Reply<Empty> {
-        let broke = self.store.break_session(&req.get_ref().address)?;
+        let broke = self.store.get()?.break_session(&req.get_ref().address)?;
         tracing::info!(mailbox = %req.get_ref().address, broke, "maildrop session broken by admin");
         Ok(Response::new(Empty {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_while_the_index_loads_are_unavailable_starting() {
+        let loaded = Loaded::default();
+        let status = loaded.get().err().expect("no store yet");
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(proto::Reason::of(&status), Some(proto::Reason::Starting));
     }
 }

@@ -45,6 +45,10 @@ pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 /// Opens the data directory, rebuilds the index and serves gRPC on `listener` until `shutdown`.
 ///
+/// The port serves from the start: while the index loads (seconds at a million messages, cold),
+/// calls are answered "unavailable, starting" — 451 / -ERR [SYS/TEMP] at the front-ends, which
+/// retry — instead of queueing silently. `MAILROOT_READY` is printed once the index is loaded.
+///
 /// Shutdown is graceful: the listener closes at once, calls in progress finish, and the
 /// never-ending `WatchSettings` streams are ended (tonic waits for every stream of a
 /// connection before it closes it, so an open stream would hold the process forever).
@@ -54,20 +58,30 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let objects = objects::Objects::open(&config.data, objects::Durability::GroupCommit)?;
-    let store = store::Store::open_with(
-        objects,
-        &config.auth_guid,
-        store::Options {
+    let loaded = grpc::Loaded::default();
+    let load = tokio::spawn({
+        let loaded = loaded.clone();
+        let guid = config.auth_guid.clone();
+        let options = store::Options {
             lease_ttl: config.lease_ttl(),
             login_delay: std::time::Duration::from_millis(config.login_delay_ms),
             auth_cache_ttl: std::time::Duration::from_secs(config.auth_cache_ttl),
-        },
-    )
-    .await?;
+        };
+        async move {
+            let started = std::time::Instant::now();
+            let store = store::Store::open_with(objects, &guid, options).await?;
+            loaded.set(store);
+            tracing::info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "index loaded: serving"
+            );
+            Ok::<_, StoreError>(())
+        }
+    });
     let store_id = uuid::Uuid::now_v7().to_string();
     let stopping = tokio_util::sync::CancellationToken::new();
     let (front, admin) = grpc::services(
-        store,
+        loaded,
         config.auth_guid.clone(),
         config.admin_token.clone(),
         store_id,
@@ -75,9 +89,7 @@ pub async fn run(
         stopping.clone(),
     );
     let addr = listener.local_addr()?;
-    // Machine-readable readiness line for scripts and the test harness (stdout).
-    println!("MAILROOT_READY store={addr}");
-    tracing::info!(%addr, data = %config.data, "store node listening");
+    tracing::info!(%addr, data = %config.data, "store node listening; loading the index");
     // Up to 1 MiB of one delivery in flight per stream, 32 MiB over all of a front-end's
     // concurrent deliveries, before flow control makes senders wait.
     let mut server = tonic::transport::Server::builder()
@@ -100,13 +112,20 @@ pub async fn run(
     // TCP_NODELAY, Nagle's algorithm holds the later ones until the front-end's delayed ACK
     // (~40 ms per RETR on loopback).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    server
+    let serve = server
         .add_service(front)
         .add_service(admin)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             stopping.cancel();
-        })
-        .await?;
+        });
+    tokio::pin!(serve);
+    tokio::select! {
+        served = &mut serve => return Ok(served?),
+        load = load => load??,
+    }
+    // Machine-readable readiness line for scripts and the test harness (stdout).
+    println!("MAILROOT_READY store={addr}");
+    serve.await?;
     Ok(())
 }
