@@ -3,7 +3,8 @@
 //! # Layout
 //! - `config.rs`   — command-line/env configuration (`StoreConfig`), validated at start-up.
 //! - `names.rs`    — name rules for domains, mailboxes and addresses.
-//! - `objects.rs`  — the object layout on `object_store` and the fsync/crash-safety rules.
+//! - `objects/`    — the object layout on `object_store` and the fsync/crash-safety rules
+//!   (`local.rs`: the local directory write protocol).
 //! - `group_commit.rs` — batched directory fsyncs and the sticky failure after a failed sync.
 //! - `faults.rs`   — fault injection around the object store (tests only).
 //! - `password.rs` — Argon2id hashing keyed with the cluster auth GUID.

@@ -242,3 +242,67 @@ impl Drop for Committing {
         lock_state(&self.inner).committing.remove(&self.addr);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a() -> Address {
+        Address::parse("a@example.test").unwrap()
+    }
+
+    const TTL: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn only_the_current_epoch_renews_and_a_commit_in_flight_blocks_new_grants() {
+        let mut state = State::default();
+        state.grant(&a(), "s1", "n", 1, TTL).unwrap();
+        assert!(state.lease_with(&a(), 1).is_ok());
+        assert!(matches!(
+            state.grant(&a(), "s2", "n", 2, TTL),
+            Err(StoreError::InUse(_))
+        ));
+        // Broken by an administrator: epoch 1 is gone for good.
+        state.leases.remove(&a());
+        assert!(matches!(
+            state.lease_with(&a(), 1),
+            Err(StoreError::LeaseLost(_))
+        ));
+        state.grant(&a(), "s2", "n", 2, TTL).unwrap();
+        assert!(matches!(
+            state.lease_with(&a(), 1),
+            Err(StoreError::LeaseLost(_))
+        ));
+        // While a commit's deletions are in flight nobody is granted the maildrop, even with
+        // the lease broken.
+        state.committing.insert(a());
+        state.leases.remove(&a());
+        assert!(matches!(
+            state.grant(&a(), "s3", "n", 3, TTL),
+            Err(StoreError::InUse(_))
+        ));
+        state.committing.remove(&a());
+        state.grant(&a(), "s3", "n", 3, TTL).unwrap();
+    }
+
+    #[tokio::test]
+    async fn epochs_grow_across_restarts_and_block_refills() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::open(
+            dir.path().to_str().unwrap(),
+            crate::objects::Durability::GroupCommit,
+        )
+        .unwrap();
+        let first = Epochs::load(&objects).await.unwrap();
+        let e1 = first.next(&objects).await.unwrap();
+        // Exhaust the block: the next epoch needs a durable move of the mark.
+        let limit = first.block().limit;
+        first.block().next = limit + 1;
+        let e2 = first.next(&objects).await.unwrap();
+        assert!(e2 > e1);
+        // A restart continues above everything handed out, without reuse.
+        let second = Epochs::load(&objects).await.unwrap();
+        let e3 = second.next(&objects).await.unwrap();
+        assert!(e3 > e2, "{e3} > {e2}");
+    }
+}

@@ -179,3 +179,77 @@ impl Store {
         Ok((mb, dom))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::Durability;
+
+    async fn store(dir: &tempfile::TempDir) -> Store {
+        let objects = Objects::open(dir.path().to_str().unwrap(), Durability::GroupCommit).unwrap();
+        let store = Store::open(
+            objects,
+            "5f0c1a52-7a39-4f7e-9d2b-0a4c4d2e8b11",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        store.add_domain("example.test").await.unwrap();
+        store.add_mailbox("a@example.test", "pw").await.unwrap();
+        store
+            .set_quota("a@example.test", false, Some(100))
+            .await
+            .unwrap();
+        store
+            .set_quota("example.test", true, Some(150))
+            .await
+            .unwrap();
+        store
+    }
+
+    fn a() -> Address {
+        Address::parse("a@example.test").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_dropped_reservation_gives_its_space_back_to_mailbox_and_domain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let r = store.reserve(&a(), 60).unwrap().unwrap();
+        assert_eq!(store.reserved("a@example.test").unwrap(), (60, 60));
+        // Check and reserve are one step: 60 + 60 > 100 is refused while the first is held.
+        assert_eq!(
+            store.reserve(&a(), 60).unwrap().unwrap_err(),
+            QuotaCheck::Full
+        );
+        assert_eq!(
+            store.reserve(&a(), 101).unwrap().unwrap_err(),
+            QuotaCheck::TooBig
+        );
+        drop(r);
+        assert_eq!(store.reserved("a@example.test").unwrap(), (0, 0));
+        let r = store.reserve(&a(), 60).unwrap().unwrap();
+        r.settle("m1").unwrap();
+        assert_eq!(store.reserved("a@example.test").unwrap(), (0, 0));
+        assert_eq!(
+            store.show_quota("a@example.test", false).unwrap(),
+            (Some(100), 60)
+        );
+        assert_eq!(
+            store.show_quota("example.test", true).unwrap(),
+            (Some(150), 60)
+        );
+    }
+
+    #[tokio::test]
+    async fn settling_into_a_deleted_mailbox_returns_the_domain_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let r = store.reserve(&a(), 50).unwrap().unwrap();
+        store.delete_mailbox("a@example.test").await.unwrap();
+        assert_eq!(r.settle("m1"), None);
+        let state = store.state();
+        let dom = &state.domains["example.test"];
+        assert_eq!((dom.used, dom.reserved), (0, 0));
+    }
+}
