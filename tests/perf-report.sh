@@ -65,6 +65,9 @@ store_hwm=$(rss $spid); fe_hwm=$(rss $fpid)
 kill -9 $spid $fpid 2>/dev/null || true; wait $spid $fpid 2>/dev/null || true
 
 log "side-by-side run, Dovecot with plain-text passwords (the strictest peer)"
+# The baseline's packages first, on their own (apt's output stays out of the report).
+log "installing the baseline (Postfix, Dovecot) if missing"
+"$bench/baseline.sh" install >"$work/install.log" 2>&1 || { cat "$work/install.log" >&2; exit 1; }
 OUT=$work/plain-results PASS_SCHEME=PLAIN "$bench/vs-mailroot.sh" >"$work/plain.txt" 2>"$work/plain.err"
 if [ "${SKIP_ARGON2:-0}" != 1 ]; then
   log "side-by-side run, Dovecot with Argon2id hashes (for information)"
