@@ -12,10 +12,10 @@ cd "$(dirname "$0")/.."
 # entries; the security archive skipped), unless DEBIAN_MIRROR names one.
 apt_mirror() {
     {
-        grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
-        grep -hE '^deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-            | sed -E 's/\[[^]]*\]//' | awk '{print $2}'
-    } | grep -v -- '-security' | head -n1
+        grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' || true
+        grep -hsE '^deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+            | sed -E 's/\[[^]]*\]//' | awk '{print $2}' || true
+    } | { grep -v -- '-security' || true; } | awk 'NR == 1'
 }
 MIRROR=${DEBIAN_MIRROR:-$(apt_mirror)}
 
