@@ -95,8 +95,9 @@ enum ClusterCmd {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// `greeting TEXT` (at most 259 printable ASCII characters, no < or >; "" = default) or
-    /// `require-secure-auth on|off`.
+    /// `greeting TEXT` (at most 259 printable ASCII characters, no < or >; "" = default),
+    /// `require-secure-auth on|off`, or `log-level 0|1|2|3|default` (none, minimum = warn,
+    /// medium = info, maximum = debug; default = each node's RUST_LOG at start-up).
     Set { key: String, value: String },
     /// Show every setting.
     Show,
@@ -458,6 +459,14 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
                 "require-secure-auth: {}",
                 if s.require_secure_auth { "on" } else { "off" }
             );
+            let level = s.log_level.map_or_else(
+                || "default (each node's RUST_LOG at start-up)".to_string(),
+                |n| match mailroot_common::logging::LogLevel::from_number(n) {
+                    Some(level) => level.to_string(),
+                    None => format!("{n} (out of range)"),
+                },
+            );
+            println!("log-level: {level}");
             println!("version: {}", s.version);
         }
         Command::Throttle(ThrottleCmd::List { filter }) => {

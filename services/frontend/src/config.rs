@@ -105,6 +105,8 @@ pub struct FrontendConfig {
     /// Seconds a client may take for a TLS handshake (implicit TLS, STARTTLS, STLS).
     #[arg(long, env = "MAILROOT_TLS_HANDSHAKE_TIMEOUT", default_value_t = DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS)]
     pub tls_handshake_timeout: u64,
+    #[command(flatten)]
+    pub log: mailroot_common::logging::LogArgs,
 }
 
 impl FrontendConfig {

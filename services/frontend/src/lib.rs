@@ -204,6 +204,9 @@ impl Node {
 /// The stream ends when the store stops (it ends it on shutdown), breaks when the connection
 /// does (HTTP/2 keepalive finds a silent store, `store_client.rs`), and is opened again with
 /// `backon`'s exponential backoff; the backoff starts over once a stream has delivered.
+///
+/// The cluster-wide log level is applied here, before anything else is logged about the
+/// change: at level 0 not even the "settings updated" line appears.
 async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Settings>) {
     let backoff = || {
         ExponentialBuilder::default()
@@ -223,6 +226,7 @@ async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Set
                 match stream.message().await {
                     Ok(Some(settings)) => {
                         delays = backoff();
+                        mailroot_common::logging::apply(settings.log_level);
                         if settings.version != tx.borrow().version {
                             tracing::info!(version = settings.version, "settings updated");
                         }
@@ -426,6 +430,7 @@ async fn connection(
         }
         return;
     };
+    tracing::debug!(%peer, service = service.name(), "client connected");
     let conn = if service.implicit_tls() {
         // A handshake still running at the drain deadline has no session to close yet.
         let handshake = tls::handshake(&node.tls, stream, node.tls_handshake_timeout());
