@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::store::{Recipient, Store};
+use crate::store::{Recipient, StatScope, Store};
 use crate::throttle;
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -275,6 +275,21 @@ impl StoreRpc for StoreService {
     }
 }
 
+fn mailbox_stat(s: crate::store::MailboxStat) -> proto::v1::MailboxStat {
+    let session = s.session.as_ref();
+    proto::v1::MailboxStat {
+        address: s.address,
+        messages: s.messages,
+        bytes: s.bytes,
+        locked: s.locked,
+        quota: s.quota.unwrap_or(0),
+        session_node: session.map(|l| l.node.clone()).unwrap_or_default(),
+        session_id: session.map(|l| l.session.clone()).unwrap_or_default(),
+        session_age_ms: session.map_or(0, |l| l.age.as_millis() as u64),
+        session_epoch: session.map_or(0, |l| l.epoch),
+    }
+}
+
 fn recipient_status(r: Recipient) -> (RecipientStatus, Vec<String>) {
     match r {
         Recipient::Mailboxes(m) => (
@@ -347,30 +362,41 @@ impl Admin for AdminService {
     }
 
     async fn stat(&self, req: Request<StatRequest>) -> Reply<StatReply> {
-        let stats = self.store.stat(non_empty(&req.get_ref().address))?;
+        let req = req.into_inner();
+        let scope = match (non_empty(&req.address), non_empty(&req.domain)) {
+            (Some(address), None) => StatScope::Mailbox(address),
+            (None, Some(domain)) => StatScope::Domain(domain),
+            (None, None) => StatScope::Cluster,
+            (Some(_), Some(_)) => {
+                return Err(Status::invalid_argument(
+                    "stat: a mailbox address or a domain, not both",
+                ));
+            }
+        };
+        let report = self.store.stat_report(scope, !req.summary_only)?;
         Ok(Response::new(StatReply {
-            mailboxes: stats
+            mailboxes: report.mailboxes.into_iter().map(mailbox_stat).collect(),
+            domains: report
+                .domains
                 .into_iter()
-                .map(|s| proto::v1::MailboxStat {
-                    address: s.address,
-                    messages: s.messages,
-                    bytes: s.bytes,
-                    locked: s.locked,
-                    quota: s.quota.unwrap_or(0),
-                    session_node: s
-                        .session
-                        .as_ref()
-                        .map(|l| l.node.clone())
-                        .unwrap_or_default(),
-                    session_id: s
-                        .session
-                        .as_ref()
-                        .map(|l| l.session.clone())
-                        .unwrap_or_default(),
-                    session_age_ms: s.session.as_ref().map_or(0, |l| l.age.as_millis() as u64),
-                    session_epoch: s.session.as_ref().map_or(0, |l| l.epoch),
+                .map(|d| DomainStat {
+                    domain: d.domain,
+                    mailboxes: d.mailboxes,
+                    messages: d.messages,
+                    bytes: d.bytes,
+                    quota: d.quota.unwrap_or(0),
+                    locked: d.locked,
+                    mailboxes_near_quota: d.mailboxes_near_quota,
                 })
                 .collect(),
+            cluster: report.cluster.map(|c| ClusterStat {
+                domains: c.domains,
+                mailboxes: c.mailboxes,
+                messages: c.messages,
+                bytes: c.bytes,
+                mailboxes_near_quota: c.mailboxes_near_quota,
+                domains_near_quota: c.domains_near_quota,
+            }),
         }))
     }
 

@@ -14,6 +14,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 mod cluster;
+mod stat;
 use tonic::{Request, Status};
 
 pub use mailroot_common::flags::DEFAULT_STORE;
@@ -46,8 +47,9 @@ enum Command {
     /// Mailboxes.
     #[command(subcommand)]
     Mailbox(MailboxCmd),
-    /// Message count, bytes, quota, lock and POP3 session holder per mailbox (all, or one).
-    Stat { address: Option<String> },
+    /// Message count, bytes, quota, lock and POP3 session holder per mailbox, with sums per
+    /// domain and for the cluster: one mailbox, one domain, or everything.
+    Stat(stat::StatArgs),
     /// Mailbox and domain quotas.
     #[command(subcommand)]
     Quota(QuotaCmd),
@@ -204,7 +206,7 @@ impl tonic::service::Interceptor for Token {
 
 type Client = AdminClient<InterceptedService<Channel, Token>>;
 
-enum Failure {
+pub(crate) enum Failure {
     Usage(String),
     Refused(String),
     Unreachable(String),
@@ -243,7 +245,7 @@ fn parse_size(text: &str) -> Result<Option<u64>, Failure> {
     }
 }
 
-fn show_size(n: u64) -> String {
+pub(crate) fn show_size(n: u64) -> String {
     if n == 0 {
         "unlimited".into()
     } else {
@@ -382,37 +384,11 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
             .await?;
             println!("POP3 session lock of {address} broken");
         }
-        Command::Stat { address } => {
-            let req = StatRequest {
-                address: address.unwrap_or_default(),
-            };
-            let stats = c.stat(req).await?.into_inner().mailboxes;
-            println!(
-                "{:<40} {:>10} {:>14} {:>12} {:<8} POP3-SESSION",
-                "MAILBOX", "MESSAGES", "BYTES", "QUOTA", "LOCK"
-            );
-            for s in stats {
-                let session = if s.session_id.is_empty() {
-                    "-".to_string()
-                } else {
-                    format!(
-                        "node={} session={} epoch={} age={}s",
-                        s.session_node,
-                        s.session_id,
-                        s.session_epoch,
-                        s.session_age_ms / 1000
-                    )
-                };
-                println!(
-                    "{:<40} {:>10} {:>14} {:>12} {:<8} {}",
-                    s.address,
-                    s.messages,
-                    s.bytes,
-                    show_size(s.quota),
-                    if s.locked { "locked" } else { "-" },
-                    session
-                );
-            }
+        Command::Stat(args) => {
+            let req = args.request()?;
+            let summary = req.summary_only;
+            let reply = c.stat(req).await?.into_inner();
+            stat::print(&reply, summary);
         }
         Command::Quota(QuotaCmd::Set {
             target,
