@@ -14,6 +14,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 mod cluster;
+mod nodes;
 mod stat;
 use tonic::{Request, Status};
 
@@ -50,6 +51,9 @@ enum Command {
     /// Message count, bytes, quota, lock and POP3 session holder per mailbox, with sums per
     /// domain and for the cluster: one mailbox, one domain, or everything.
     Stat(stat::StatArgs),
+    /// The live front-ends: node id, host, version, address, sessions now, connected since,
+    /// last seen.
+    Nodes,
     /// Mailbox and domain quotas.
     #[command(subcommand)]
     Quota(QuotaCmd),
@@ -389,6 +393,10 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
             let summary = req.summary_only;
             let reply = c.stat(req).await?.into_inner();
             stat::print(&reply, summary);
+        }
+        Command::Nodes => {
+            let nodes = c.list_nodes(Empty {}).await?.into_inner().nodes;
+            nodes::print(&nodes);
         }
         Command::Quota(QuotaCmd::Set {
             target,

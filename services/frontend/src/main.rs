@@ -84,7 +84,11 @@ async fn serve() {
             listeners.push((service, bind(service.name(), addr).await));
         }
     }
-    let node = Node::new(config, store, tls);
+    let addresses: Vec<_> = listeners
+        .iter()
+        .filter_map(|(service, l)| Some((*service, l.local_addr().ok()?)))
+        .collect();
+    let node = Node::new(config, store, tls, &addresses);
     let shutdown = async {
         let signal = stop.await;
         tracing::info!(%signal, "shutting down");
