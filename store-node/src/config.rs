@@ -43,6 +43,8 @@ pub struct StoreConfig {
     /// the network in clear; only for a private network you trust).
     #[arg(long, env = "MAILROOT_INSECURE_PLAINTEXT")]
     pub insecure_plaintext: bool,
+    #[command(flatten)]
+    pub log: mailroot_common::logging::LogArgs,
 }
 
 impl StoreConfig {

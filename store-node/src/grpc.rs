@@ -1,6 +1,8 @@
 //! The gRPC face of the store: request validation, the auth GUID and admin token checks, and
 //! the translation between proto types and `Store` calls. No storage logic lives here.
 
+use std::sync::Arc;
+
 use proto::v1::admin_server::{Admin, AdminServer};
 use proto::v1::store_server::{Store as StoreRpc, StoreServer};
 use proto::v1::*;
@@ -10,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::store::{Recipient, Store};
+use crate::nodes::{self, Registry};
+use crate::store::{Recipient, StatScope, Store};
 use crate::throttle;
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -70,14 +73,17 @@ pub fn services(
     InterceptedService<StoreServer<StoreService>, impl tonic::service::Interceptor + Clone>,
     InterceptedService<AdminServer<AdminService>, impl tonic::service::Interceptor + Clone>,
 ) {
+    // The live front-ends: listed by the settings streams, shown by `ListNodes`.
+    let nodes = Arc::new(Registry::default());
     let front = StoreServer::new(StoreService {
         store: store.clone(),
         store_id,
         stopping,
+        nodes: nodes.clone(),
     })
     .max_decoding_message_size(MAX_GRPC_MESSAGE)
     .max_encoding_message_size(MAX_GRPC_MESSAGE);
-    let admin = AdminServer::new(AdminService { store });
+    let admin = AdminServer::new(AdminService { store, nodes });
     let guid_check = move |req: Request<()>| -> Result<Request<()>, Status> {
         if mutual_tls {
             check_role(&req, ROLE_FRONTEND)?;
@@ -131,6 +137,7 @@ pub struct StoreService {
     store: Loaded,
     store_id: String,
     stopping: CancellationToken,
+    nodes: Arc<Registry>,
 }
 
 #[tonic::async_trait]
@@ -281,22 +288,58 @@ impl StoreRpc for StoreService {
         &self,
         req: Request<WatchSettingsRequest>,
     ) -> Reply<Self::WatchSettingsStream> {
-        tracing::info!(node = %req.get_ref().node_name, "front-end watches settings");
+        let peer = req.remote_addr();
+        let req = req.into_inner();
+        tracing::info!(node = %req.node_name, node_id = %req.node_id, ?peer, "front-end watches settings");
+        let identity = nodes::Identity {
+            id: req.node_id,
+            hostname: req.node_name,
+            version: req.version,
+            listeners: req.listeners,
+        };
+        // Listed while this stream lives (`nodes.rs`): the guard goes with the stream.
+        let registration = self.nodes.register(identity, peer);
         let rx = self.store.get()?.settings().subscribe();
         // The current value first, then every change (a slow watcher sees the latest), until
         // the node stops: the stream then ends cleanly, so graceful shutdown can complete and
         // the front-end reconnects (to this node restarted, or its successor).
         let stream = futures::StreamExt::take_until(
-            tokio_stream::wrappers::WatchStream::new(rx).map(Ok),
+            tokio_stream::wrappers::WatchStream::new(rx).map(move |settings| {
+                let _listed = &registration;
+                Ok(settings)
+            }),
             self.stopping.clone().cancelled_owned(),
         );
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn report_node(&self, req: Request<NodeReport>) -> Reply<ReportNodeReply> {
+        let req = req.into_inner();
+        let registered = self
+            .nodes
+            .report(&req.node_id, req.pop3_sessions, req.smtp_sessions);
+        Ok(Response::new(ReportNodeReply { registered }))
     }
 
     async fn close_maildrop(&self, req: Request<MaildropSession>) -> Reply<Empty> {
         let req = req.into_inner();
         self.store.get()?.close(&req.mailbox, req.epoch)?;
         Ok(Response::new(Empty {}))
+    }
+}
+
+fn mailbox_stat(s: crate::store::MailboxStat) -> proto::v1::MailboxStat {
+    let session = s.session.as_ref();
+    proto::v1::MailboxStat {
+        address: s.address,
+        messages: s.messages,
+        bytes: s.bytes,
+        locked: s.locked,
+        quota: s.quota.unwrap_or(0),
+        session_node: session.map(|l| l.node.clone()).unwrap_or_default(),
+        session_id: session.map(|l| l.session.clone()).unwrap_or_default(),
+        session_age_ms: session.map_or(0, |l| l.age.as_millis() as u64),
+        session_epoch: session.map_or(0, |l| l.epoch),
     }
 }
 
@@ -315,6 +358,7 @@ fn recipient_status(r: Recipient) -> (RecipientStatus, Vec<String>) {
 
 pub struct AdminService {
     store: Loaded,
+    nodes: Arc<Registry>,
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -386,31 +430,66 @@ impl Admin for AdminService {
     }
 
     async fn stat(&self, req: Request<StatRequest>) -> Reply<StatReply> {
-        let stats = self.store.get()?.stat(non_empty(&req.get_ref().address))?;
+        let req = req.into_inner();
+        let scope = match (non_empty(&req.address), non_empty(&req.domain)) {
+            (Some(address), None) => StatScope::Mailbox(address),
+            (None, Some(domain)) => StatScope::Domain(domain),
+            (None, None) => StatScope::Cluster,
+            (Some(_), Some(_)) => {
+                return Err(Status::invalid_argument(
+                    "stat: a mailbox address or a domain, not both",
+                ));
+            }
+        };
+        let report = self.store.get()?.stat_report(scope, !req.summary_only)?;
         Ok(Response::new(StatReply {
-            mailboxes: stats
+            mailboxes: report.mailboxes.into_iter().map(mailbox_stat).collect(),
+            domains: report
+                .domains
                 .into_iter()
-                .map(|s| proto::v1::MailboxStat {
-                    address: s.address,
-                    messages: s.messages,
-                    bytes: s.bytes,
-                    locked: s.locked,
-                    quota: s.quota.unwrap_or(0),
-                    session_node: s
-                        .session
-                        .as_ref()
-                        .map(|l| l.node.clone())
-                        .unwrap_or_default(),
-                    session_id: s
-                        .session
-                        .as_ref()
-                        .map(|l| l.session.clone())
-                        .unwrap_or_default(),
-                    session_age_ms: s.session.as_ref().map_or(0, |l| l.age.as_millis() as u64),
-                    session_epoch: s.session.as_ref().map_or(0, |l| l.epoch),
+                .map(|d| DomainStat {
+                    domain: d.domain,
+                    mailboxes: d.mailboxes,
+                    messages: d.messages,
+                    bytes: d.bytes,
+                    quota: d.quota.unwrap_or(0),
+                    locked: d.locked,
+                    mailboxes_near_quota: d.mailboxes_near_quota,
                 })
                 .collect(),
+            cluster: report.cluster.map(|c| ClusterStat {
+                domains: c.domains,
+                mailboxes: c.mailboxes,
+                messages: c.messages,
+                bytes: c.bytes,
+                mailboxes_near_quota: c.mailboxes_near_quota,
+                domains_near_quota: c.domains_near_quota,
+            }),
         }))
+    }
+
+    async fn list_nodes(&self, _req: Request<Empty>) -> Reply<ListNodesReply> {
+        let nodes = self
+            .nodes
+            .list()
+            .into_iter()
+            .map(|n| NodeInfo {
+                node_id: n.identity.id,
+                hostname: n.identity.hostname,
+                version: n.identity.version,
+                peer: n.peer.map(|p| p.to_string()).unwrap_or_default(),
+                listeners: n.identity.listeners,
+                pop3_sessions: n.pop3_sessions,
+                smtp_sessions: n.smtp_sessions,
+                connected_unix_ms: n
+                    .connected_at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                connected_ms: n.connected_for.as_millis() as u64,
+                last_seen_ms: n.last_seen.as_millis() as u64,
+            })
+            .collect();
+        Ok(Response::new(ListNodesReply { nodes }))
     }
 
     async fn set_quota(&self, req: Request<SetQuotaRequest>) -> Reply<Empty> {

@@ -11,7 +11,9 @@
 //! - `auth.rs`     — bounded Argon2id work and the cache of verified credentials.
 //! - `store/`      — the in-memory index over the objects and every store operation, one
 //!   module per responsibility (see `store/mod.rs`).
-//! - `settings.rs` — cluster-wide settings (greeting, require-secure-auth) and their push.
+//! - `settings.rs` — cluster-wide settings (greeting, require-secure-auth, log level) and
+//!   their push.
+//! - `nodes.rs`    — the live front-ends (`mailrootctl nodes`), listed by their settings streams.
 //! - `throttle.rs` — cluster-wide brute-force throttling of logins.
 //! - `grpc.rs`     — the gRPC services, the auth GUID / admin token checks.
 //! - `error.rs`    — `StoreError` and its single mapping to gRPC statuses.
@@ -25,6 +27,7 @@ pub mod faults;
 pub mod group_commit;
 pub mod grpc;
 pub mod names;
+pub mod nodes;
 pub mod objects;
 pub mod password;
 pub mod settings;

@@ -1,17 +1,13 @@
 use clap::Parser;
 use mailroot_store::StoreConfig;
-use tracing_subscriber::EnvFilter;
 
 fn main() {
     mailroot_common::run(serve());
 }
 
 async fn serve() {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let config = StoreConfig::parse();
+    mailroot_common::logging::init(config.log.log_format);
     if let Err(e) = config.validate() {
         eprintln!("mailroot-store: {e}");
         std::process::exit(2);

@@ -1,12 +1,15 @@
-//! Cluster-wide settings (greeting, require-secure-auth): validated here, stored durably as one
-//! object, and pushed to every front-end over the `WatchSettings` stream the moment they
-//! change, so no front-end needs a restart or a poll.
+//! Cluster-wide settings (greeting, require-secure-auth, log-level): validated here, stored
+//! durably as one object, and pushed to every front-end over the `WatchSettings` stream the
+//! moment they change, so no front-end needs a restart or a poll. The log level also applies
+//! to this process (`mailroot_common::logging`): the store is a node like the others.
 
 use bytes::Bytes;
 use object_store::path::Path;
 use proto::v1::Settings;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+use mailroot_common::logging::{self, LEVEL_RULE, LogLevel};
 
 use crate::error::{Result, StoreError};
 use crate::objects::Objects;
@@ -22,6 +25,9 @@ struct Record {
     require_secure_auth: bool,
     #[serde(default)]
     version: u64,
+    /// None: every node keeps its start-up filter (`RUST_LOG`).
+    #[serde(default)]
+    log_level: Option<u32>,
 }
 
 fn path() -> Path {
@@ -63,6 +69,7 @@ impl SettingsStore {
         // never 0, which front-ends read as "unknown" (services/frontend/src/recipients.rs).
         let directory_version = uuid::Uuid::new_v4().as_u64_pair().0 | 1;
         let (tx, _) = watch::channel(to_proto(&record, directory_version));
+        logging::apply(record.log_level);
         Ok(SettingsStore {
             tx,
             lock: tokio::sync::Mutex::new(()),
@@ -85,6 +92,7 @@ impl SettingsStore {
             greeting: cur.greeting,
             require_secure_auth: cur.require_secure_auth,
             version: cur.version + 1,
+            log_level: cur.log_level,
         };
         match key {
             "greeting" => {
@@ -103,9 +111,10 @@ impl SettingsStore {
                     }
                 }
             }
+            "log-level" => record.log_level = parse_log_level(value)?,
             other => {
                 return Err(StoreError::InvalidArgument(format!(
-                    "unknown setting {other:?} (greeting, require-secure-auth)"
+                    "unknown setting {other:?} (greeting, require-secure-auth, log-level)"
                 )));
             }
         }
@@ -114,6 +123,9 @@ impl SettingsStore {
         objects.put(&path(), Bytes::from(bytes)).await?;
         let settings = to_proto(&record, cur.directory_version);
         self.tx.send_replace(settings.clone());
+        // Here rather than in a watcher task: by the time the caller logs the change, the new
+        // level is in force on this node (level 0 silences that line too).
+        logging::apply(settings.log_level);
         Ok(settings)
     }
 
@@ -124,12 +136,23 @@ impl SettingsStore {
     }
 }
 
+/// `0`..`3` (or the level's name), or `default`: back to each node's start-up filter.
+fn parse_log_level(value: &str) -> Result<Option<u32>> {
+    if value.trim().eq_ignore_ascii_case("default") {
+        return Ok(None);
+    }
+    LogLevel::parse(value)
+        .map(|l| Some(l.number()))
+        .ok_or_else(|| StoreError::InvalidArgument(format!("log-level: {LEVEL_RULE}")))
+}
+
 fn to_proto(r: &Record, directory_version: u64) -> Settings {
     Settings {
         greeting: r.greeting.clone(),
         require_secure_auth: r.require_secure_auth,
         version: r.version,
         directory_version,
+        log_level: r.log_level,
     }
 }
 
@@ -145,5 +168,17 @@ mod tests {
         assert!(validate_greeting("hi <there>").is_err());
         assert!(validate_greeting("tab\there").is_err());
         assert!(validate_greeting("caf\u{e9}").is_err());
+    }
+
+    #[test]
+    fn log_level_rules() {
+        assert_eq!(parse_log_level("0").ok(), Some(Some(0)));
+        assert_eq!(parse_log_level("3").ok(), Some(Some(3)));
+        assert_eq!(parse_log_level("medium").ok(), Some(Some(2)));
+        assert_eq!(parse_log_level("default").ok(), Some(None));
+        for bad in ["7", "loud", "", "-1"] {
+            let err = parse_log_level(bad).expect_err(bad).to_string();
+            assert!(err.contains(LEVEL_RULE), "{bad}: {err}");
+        }
     }
 }

@@ -14,6 +14,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 mod cluster;
+mod nodes;
+mod stat;
 use tonic::{Request, Status};
 
 pub use mailroot_common::flags::DEFAULT_STORE;
@@ -46,8 +48,12 @@ enum Command {
     /// Mailboxes.
     #[command(subcommand)]
     Mailbox(MailboxCmd),
-    /// Message count, bytes, quota, lock and POP3 session holder per mailbox (all, or one).
-    Stat { address: Option<String> },
+    /// Message count, bytes, quota, lock and POP3 session holder per mailbox, with sums per
+    /// domain and for the cluster: one mailbox, one domain, or everything.
+    Stat(stat::StatArgs),
+    /// The live front-ends: node id, host, version, address, sessions now, connected since,
+    /// last seen.
+    Nodes,
     /// Mailbox and domain quotas.
     #[command(subcommand)]
     Quota(QuotaCmd),
@@ -95,8 +101,9 @@ enum ClusterCmd {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// `greeting TEXT` (at most 259 printable ASCII characters, no < or >; "" = default) or
-    /// `require-secure-auth on|off`.
+    /// `greeting TEXT` (at most 259 printable ASCII characters, no < or >; "" = default),
+    /// `require-secure-auth on|off`, or `log-level 0|1|2|3|default` (none, minimum = warn,
+    /// medium = info, maximum = debug; default = each node's RUST_LOG at start-up).
     Set { key: String, value: String },
     /// Show every setting.
     Show,
@@ -203,7 +210,7 @@ impl tonic::service::Interceptor for Token {
 
 type Client = AdminClient<InterceptedService<Channel, Token>>;
 
-enum Failure {
+pub(crate) enum Failure {
     Usage(String),
     Refused(String),
     Unreachable(String),
@@ -242,7 +249,7 @@ fn parse_size(text: &str) -> Result<Option<u64>, Failure> {
     }
 }
 
-fn show_size(n: u64) -> String {
+pub(crate) fn show_size(n: u64) -> String {
     if n == 0 {
         "unlimited".into()
     } else {
@@ -381,37 +388,15 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
             .await?;
             println!("POP3 session lock of {address} broken");
         }
-        Command::Stat { address } => {
-            let req = StatRequest {
-                address: address.unwrap_or_default(),
-            };
-            let stats = c.stat(req).await?.into_inner().mailboxes;
-            println!(
-                "{:<40} {:>10} {:>14} {:>12} {:<8} POP3-SESSION",
-                "MAILBOX", "MESSAGES", "BYTES", "QUOTA", "LOCK"
-            );
-            for s in stats {
-                let session = if s.session_id.is_empty() {
-                    "-".to_string()
-                } else {
-                    format!(
-                        "node={} session={} epoch={} age={}s",
-                        s.session_node,
-                        s.session_id,
-                        s.session_epoch,
-                        s.session_age_ms / 1000
-                    )
-                };
-                println!(
-                    "{:<40} {:>10} {:>14} {:>12} {:<8} {}",
-                    s.address,
-                    s.messages,
-                    s.bytes,
-                    show_size(s.quota),
-                    if s.locked { "locked" } else { "-" },
-                    session
-                );
-            }
+        Command::Stat(args) => {
+            let req = args.request()?;
+            let summary = req.summary_only;
+            let reply = c.stat(req).await?.into_inner();
+            stat::print(&reply, summary);
+        }
+        Command::Nodes => {
+            let nodes = c.list_nodes(Empty {}).await?.into_inner().nodes;
+            nodes::print(&nodes);
         }
         Command::Quota(QuotaCmd::Set {
             target,
@@ -458,6 +443,14 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
                 "require-secure-auth: {}",
                 if s.require_secure_auth { "on" } else { "off" }
             );
+            let level = s.log_level.map_or_else(
+                || "default (each node's RUST_LOG at start-up)".to_string(),
+                |n| match mailroot_common::logging::LogLevel::from_number(n) {
+                    Some(level) => level.to_string(),
+                    None => format!("{n} (out of range)"),
+                },
+            );
+            println!("log-level: {level}");
             println!("version: {}", s.version);
         }
         Command::Throttle(ThrottleCmd::List { filter }) => {

@@ -105,6 +105,12 @@ pub struct FrontendConfig {
     /// Seconds a client may take for a TLS handshake (implicit TLS, STARTTLS, STLS).
     #[arg(long, env = "MAILROOT_TLS_HANDSHAKE_TIMEOUT", default_value_t = DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS)]
     pub tls_handshake_timeout: u64,
+    /// This node's id in `mailrootctl nodes` (default: a UUID made at each start). Letters,
+    /// digits, `-`, `_`, `.` and `:`, at most 64.
+    #[arg(long, env = "MAILROOT_NODE_ID")]
+    pub node_id: Option<String>,
+    #[command(flatten)]
+    pub log: mailroot_common::logging::LogArgs,
 }
 
 impl FrontendConfig {
@@ -135,6 +141,17 @@ impl FrontendConfig {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("--tls-cert and --tls-key go together".into());
+        }
+        if let Some(id) = &self.node_id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        {
+            return Err(format!(
+                "--node-id: {id:?} must be 1 to 64 letters, digits, '-', '_', '.' or ':'"
+            ));
         }
         Ok(())
     }

@@ -12,12 +12,14 @@
 //! - `recipients.rs`   — RCPT answers cached per directory version (no store call per RCPT).
 //! - `tls.rs`          — the rustls acceptor (PEM or self-signed) and the upgradable `Conn`.
 //! - `drain.rs`        — graceful stop: the connection tasks and the drain deadline.
+//! - `presence.rs`     — this node in `mailrootctl nodes`: identity and session reports.
 //! - `lib.rs`          — `Node` (shared per-process state), `Service` and the accept loops.
 
 pub mod config;
 pub mod drain;
 pub mod dsn;
 pub mod pop3_conn;
+pub mod presence;
 pub mod proxy;
 pub mod recipients;
 pub mod replies;
@@ -27,7 +29,7 @@ pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -58,19 +60,36 @@ pub struct Node {
     pub recipients: recipients::RecipientCache,
     /// The connection tasks and the deadline a graceful stop gives them.
     pub drain: drain::Drain,
+    /// Who this node is in `mailrootctl nodes`.
+    pub identity: presence::Identity,
     connections: Mutex<Connections>,
+    /// The open connections per protocol, for the store's node list (`presence.rs`).
+    sessions: watch::Sender<presence::Sessions>,
 }
 
 #[derive(Default)]
 struct Connections {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
+    sessions: presence::Sessions,
+}
+
+impl Connections {
+    fn count(&mut self, pop3: bool, up: bool) {
+        let n = if pop3 {
+            &mut self.sessions.pop3
+        } else {
+            &mut self.sessions.smtp
+        };
+        *n = if up { *n + 1 } else { n.saturating_sub(1) };
+    }
 }
 
 /// A counted client connection; dropping it gives the slot back.
 pub struct Slot {
     node: Arc<Node>,
     ip: IpAddr,
+    pop3: bool,
 }
 
 impl Drop for Slot {
@@ -87,14 +106,31 @@ impl Drop for Slot {
                 c.per_ip.remove(&self.ip);
             }
         }
+        c.count(self.pop3, false);
+        self.node.sessions.send_replace(c.sessions);
     }
 }
 
 impl Node {
-    /// A node whose settings follow the store's `WatchSettings` stream (reconnecting forever).
-    pub fn new(config: FrontendConfig, store: StoreClient, tls: TlsAcceptor) -> Arc<Node> {
+    /// A node whose settings follow the store's `WatchSettings` stream (reconnecting forever)
+    /// and which reports its session counts to the store; `listeners` are shown in
+    /// `mailrootctl nodes`.
+    pub fn new(
+        config: FrontendConfig,
+        store: StoreClient,
+        tls: TlsAcceptor,
+        listeners: &[(Service, SocketAddr)],
+    ) -> Arc<Node> {
+        let identity =
+            presence::Identity::new(config.node_id.as_deref(), &config.hostname, listeners);
         let (tx, rx) = watch::channel(Settings::default());
-        tokio::spawn(follow_settings(store.clone(), config.hostname.clone(), tx));
+        tokio::spawn(follow_settings(store.clone(), identity.clone(), tx));
+        let (sessions, sessions_rx) = watch::channel(presence::Sessions::default());
+        tokio::spawn(presence::report(
+            store.clone(),
+            identity.id.clone(),
+            sessions_rx,
+        ));
         let proxy_from = proxy::parse_networks("proxy-protocol-from", &config.proxy_protocol_from)
             .unwrap_or_default();
         let trusted =
@@ -109,12 +145,15 @@ impl Node {
             tls,
             proxy_from,
             trusted,
+            identity,
             connections: Mutex::new(Connections::default()),
+            sessions,
         })
     }
 
-    /// Takes a connection slot, or None when the node or the client IP is at its limit.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+    /// Takes a connection slot for a `service` client, or None when the node or the client
+    /// IP is at its limit.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr, service: Service) -> Option<Slot> {
         let mut c = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         let from_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
         let trusted = self.trusted.iter().any(|n| n.contains(&ip));
@@ -125,9 +164,12 @@ impl Node {
         }
         c.total += 1;
         *c.per_ip.entry(ip).or_default() += 1;
+        c.count(service.is_pop3(), true);
+        self.sessions.send_replace(c.sessions);
         Some(Slot {
             node: self.clone(),
             ip,
+            pop3: service.is_pop3(),
         })
     }
 
@@ -204,7 +246,14 @@ impl Node {
 /// The stream ends when the store stops (it ends it on shutdown), breaks when the connection
 /// does (HTTP/2 keepalive finds a silent store, `store_client.rs`), and is opened again with
 /// `backon`'s exponential backoff; the backoff starts over once a stream has delivered.
-async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Settings>) {
+///
+/// The cluster-wide log level is applied here, before anything else is logged about the
+/// change: at level 0 not even the "settings updated" line appears.
+async fn follow_settings(
+    store: StoreClient,
+    node: presence::Identity,
+    tx: watch::Sender<Settings>,
+) {
     let backoff = || {
         ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(250))
@@ -223,6 +272,7 @@ async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Set
                 match stream.message().await {
                     Ok(Some(settings)) => {
                         delays = backoff();
+                        mailroot_common::logging::apply(settings.log_level);
                         if settings.version != tx.borrow().version {
                             tracing::info!(version = settings.version, "settings updated");
                         }
@@ -356,7 +406,12 @@ pub async fn run(
     }
     // Machine-readable readiness line for scripts and the test harness (stdout).
     println!("{ready}");
-    tracing::info!(listeners = %ready.trim_start_matches("MAILROOT_READY "), store = %node.config.store, "front-end listening");
+    tracing::info!(
+        listeners = %ready.trim_start_matches("MAILROOT_READY "),
+        store = %node.config.store,
+        node_id = %node.identity.id,
+        "front-end listening"
+    );
     let tasks: Vec<_> = listeners
         .into_iter()
         .map(|(service, l)| tokio::spawn(accept_loop(l, node.clone(), service)))
@@ -413,7 +468,7 @@ async fn connection(
             }
         }
     }
-    let Some(_slot) = node.admit(peer.ip()) else {
+    let Some(_slot) = node.admit(peer.ip(), service) else {
         tracing::warn!(%peer, service = service.name(), "connection limit reached");
         let refusal: &[u8] = if service.is_pop3() {
             b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
@@ -426,6 +481,7 @@ async fn connection(
         }
         return;
     };
+    tracing::debug!(%peer, service = service.name(), "client connected");
     let conn = if service.implicit_tls() {
         // A handshake still running at the drain deadline has no session to close yet.
         let handshake = tls::handshake(&node.tls, stream, node.tls_handshake_timeout());

@@ -2,7 +2,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use mailroot_frontend::{FrontendConfig, Handshake, Node, Service, StoreClient};
-use tracing_subscriber::EnvFilter;
 
 fn fail(code: i32, msg: String) -> ! {
     eprintln!("mailroot-frontend: {msg}");
@@ -20,11 +19,8 @@ fn main() {
 }
 
 async fn serve() {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let config = FrontendConfig::parse();
+    mailroot_common::logging::init(config.log.log_format);
     if let Err(e) = config.validate() {
         fail(2, e);
     }
@@ -88,7 +84,11 @@ async fn serve() {
             listeners.push((service, bind(service.name(), addr).await));
         }
     }
-    let node = Node::new(config, store, tls);
+    let addresses: Vec<_> = listeners
+        .iter()
+        .filter_map(|(service, l)| Some((*service, l.local_addr().ok()?)))
+        .collect();
+    let node = Node::new(config, store, tls, &addresses);
     let shutdown = async {
         let signal = stop.await;
         tracing::info!(%signal, "shutting down");

@@ -240,19 +240,39 @@ impl StoreClient {
         .map(|r| r.deleted)
     }
 
-    /// Opens the settings stream (current value first, then every change).
+    /// Opens the settings stream (current value first, then every change); the store lists
+    /// this node (`mailrootctl nodes`) while it is open.
     pub async fn watch_settings(
         &self,
-        node_name: &str,
+        node: &crate::presence::Identity,
     ) -> Result<tonic::Streaming<Settings>, Status> {
         let req = WatchSettingsRequest {
-            node_name: node_name.to_string(),
+            node_name: node.hostname.clone(),
+            node_id: node.id.clone(),
+            version: node.version.clone(),
+            listeners: node.listeners.clone(),
         };
         self.inner
             .clone()
             .watch_settings(req)
             .await
             .map(|r| r.into_inner())
+    }
+
+    /// One report of this node's session counts, no retry (`presence.rs`); true when the
+    /// store lists the node.
+    pub async fn report_node(
+        &self,
+        node_id: &str,
+        sessions: crate::presence::Sessions,
+    ) -> Result<bool, Status> {
+        let req = NodeReport {
+            node_id: node_id.to_string(),
+            pop3_sessions: sessions.pop3,
+            smtp_sessions: sessions.smtp,
+        };
+        let reply = self.inner.clone().report_node(req).await?;
+        Ok(reply.into_inner().registered)
     }
 
     /// One renewal try; the renewal loop itself is the retry.

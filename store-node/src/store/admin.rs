@@ -233,40 +233,6 @@ impl Store {
             .collect())
     }
 
-    pub fn stat(&self, address: Option<&str>) -> Result<Vec<MailboxStat>> {
-        let now = Instant::now();
-        let state = self.state();
-        let wanted: Option<Vec<Address>> = match address {
-            None => None,
-            Some(raw) => {
-                let addr = Address::parse(raw)?;
-                Some(
-                    state
-                        .targets(&addr)
-                        .ok_or_else(|| StoreError::UnknownMailbox(addr.to_string()))?,
-                )
-            }
-        };
-        Ok(state
-            .mailboxes
-            .iter()
-            .filter(|(a, _)| wanted.as_ref().is_none_or(|w| w.contains(a)))
-            .map(|(a, mb)| MailboxStat {
-                address: a.to_string(),
-                messages: mb.messages.len() as u64,
-                bytes: mb.used,
-                locked: state.is_locked(a),
-                quota: mb.quota,
-                session: state.lease_holder(a, now).map(|l| LeaseInfo {
-                    node: l.node.clone(),
-                    session: l.session.clone(),
-                    epoch: l.epoch,
-                    age: now - l.granted,
-                }),
-            })
-            .collect())
-    }
-
     /// `limit` None = unlimited. A limit below current usage is allowed (no new mail fits).
     pub async fn set_quota(&self, target: &str, domain: bool, limit: Option<u64>) -> Result<()> {
         let _admin = self.inner.admin.lock().await;

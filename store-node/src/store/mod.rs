@@ -28,6 +28,7 @@
 //! - `maildrop.rs`     — POP3: open (lease grant), fetch, commit (fenced deletes).
 //! - `leases.rs`       — the maildrop lease table: grants, renewals, epochs (fencing).
 //! - `admin.rs`        — domains, mailboxes, aliases, quotas, locks.
+//! - `stats.rs`        — `mailrootctl stat`: per mailbox, per domain and cluster-wide sums.
 //!
 //! The in-memory lock is a `std::sync::Mutex` that is never held across an `.await`.
 //! Administrative mutations are serialised by `admin` (a tokio mutex) so that check-then-write
@@ -54,9 +55,11 @@ mod login;
 mod maildrop;
 mod recovery;
 mod reservations;
+mod stats;
 
 use leases::{Epochs, Lease};
 use reservations::QuotaCheck;
+pub use stats::{ClusterStat, DomainStat, StatReport, StatScope};
 
 /// Share of the quota at which a mailbox gets one warning message.
 pub const QUOTA_WARNING_PERCENT: u64 = 90;
