@@ -1,10 +1,11 @@
 //! What every mailroot binary shares. Kept small on purpose: process set-up (allocator, async
-//! runtime, stop signals) and the flags every binary shares (`flags.rs`), no protocol and no
-//! storage logic.
+//! runtime, stop signals), the flags every binary shares (`flags.rs`) and the metrics and
+//! health endpoints (`telemetry.rs`); no protocol and no storage logic.
 
 use std::future::Future;
 
 pub mod flags;
+pub mod telemetry;
 
 /// Runs `main` on the process's async runtime, after setting up the allocator.
 ///
