@@ -43,6 +43,9 @@ pub struct StoreConfig {
     /// the network in clear; only for a private network you trust).
     #[arg(long, env = "MAILROOT_INSECURE_PLAINTEXT")]
     pub insecure_plaintext: bool,
+    /// Prometheus `/metrics`, `/healthz` and `/readyz` (services/common/src/telemetry.rs).
+    #[command(flatten)]
+    pub metrics: mailroot_common::flags::MetricsListen,
 }
 
 impl StoreConfig {
@@ -70,6 +73,7 @@ impl StoreConfig {
             return Err("--lease-ttl: must be between 0.5 and 3600 seconds".into());
         }
         self.cluster_tls.validate()?;
+        self.metrics.validate()?;
         let given = usize::from(self.cluster_tls.enabled());
         let loopback = self
             .listen

@@ -14,6 +14,8 @@
 //! - `throttle.rs` — cluster-wide brute-force throttling of logins.
 //! - `grpc.rs`     — the gRPC services, the auth GUID / admin token checks.
 //! - `error.rs`    — `StoreError` and its single mapping to gRPC statuses.
+//! - `metrics.rs`  — metric names and descriptions, and the `/readyz` check (the endpoints
+//!   themselves are `mailroot_common::telemetry`).
 //!
 //! Front-ends hold no mail state; everything they show a client comes from here.
 
@@ -23,6 +25,7 @@ pub mod error;
 pub mod faults;
 pub mod group_commit;
 pub mod grpc;
+pub mod metrics;
 pub mod names;
 pub mod objects;
 pub mod password;
@@ -44,6 +47,8 @@ pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_se
 pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens the data directory, rebuilds the index and serves gRPC on `listener` until `shutdown`.
+/// With `metrics` (the `--metrics` listener), `/metrics`, `/healthz` and `/readyz` are served
+/// from the start: `/readyz` says 503 until the index is loaded, and again after a failed sync.
 ///
 /// Shutdown is graceful: the listener closes at once, calls in progress finish, and the
 /// never-ending `WatchSettings` streams are ended (tonic waits for every stream of a
@@ -51,8 +56,20 @@ pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub async fn run(
     config: StoreConfig,
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let loaded = std::sync::Arc::new(std::sync::OnceLock::new());
+    let metrics_addr = match metrics {
+        Some(l) => {
+            let ready = crate::metrics::readiness(loaded.clone());
+            let addr = mailroot_common::telemetry::start(l, crate::metrics::BUCKETS, ready)
+                .map_err(anyhow::Error::msg)?;
+            crate::metrics::describe();
+            Some(addr)
+        }
+        None => None,
+    };
     let objects = objects::Objects::open(&config.data, objects::Durability::GroupCommit)?;
     let store = store::Store::open_with(
         objects,
@@ -64,6 +81,7 @@ pub async fn run(
         },
     )
     .await?;
+    let _ = loaded.set(store.clone());
     let store_id = uuid::Uuid::now_v7().to_string();
     let stopping = tokio_util::sync::CancellationToken::new();
     let (front, admin) = grpc::services(
@@ -76,8 +94,12 @@ pub async fn run(
     );
     let addr = listener.local_addr()?;
     // Machine-readable readiness line for scripts and the test harness (stdout).
-    println!("MAILROOT_READY store={addr}");
-    tracing::info!(%addr, data = %config.data, "store node listening");
+    let mut ready = format!("MAILROOT_READY store={addr}");
+    if let Some(m) = metrics_addr {
+        ready.push_str(&format!(" metrics={m}"));
+    }
+    println!("{ready}");
+    tracing::info!(%addr, metrics = ?metrics_addr, data = %config.data, "store node listening");
     // Up to 1 MiB of one delivery in flight per stream, 32 MiB over all of a front-end's
     // concurrent deliveries, before flow control makes senders wait.
     let mut server = tonic::transport::Server::builder()
