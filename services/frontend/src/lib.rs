@@ -12,11 +12,15 @@
 //! - `recipients.rs`   — RCPT answers cached per directory version (no store call per RCPT).
 //! - `tls.rs`          — the rustls acceptor (PEM or self-signed) and the upgradable `Conn`.
 //! - `drain.rs`        — graceful stop: the connection tasks and the drain deadline.
+//! - `health.rs`       — `/readyz`: store reachable, settings stream live, not draining.
+//! - `metrics.rs`      — metric names and descriptions, the per-connection `Meter`.
 //! - `lib.rs`          — `Node` (shared per-process state), `Service` and the accept loops.
 
 pub mod config;
 pub mod drain;
 pub mod dsn;
+pub mod health;
+pub mod metrics;
 pub mod pop3_conn;
 pub mod proxy;
 pub mod recipients;
@@ -58,6 +62,8 @@ pub struct Node {
     pub recipients: recipients::RecipientCache,
     /// The connection tasks and the deadline a graceful stop gives them.
     pub drain: drain::Drain,
+    /// What `/readyz` answers (`health.rs`).
+    pub health: Arc<health::Health>,
     connections: Mutex<Connections>,
 }
 
@@ -94,7 +100,13 @@ impl Node {
     /// A node whose settings follow the store's `WatchSettings` stream (reconnecting forever).
     pub fn new(config: FrontendConfig, store: StoreClient, tls: TlsAcceptor) -> Arc<Node> {
         let (tx, rx) = watch::channel(Settings::default());
-        tokio::spawn(follow_settings(store.clone(), config.hostname.clone(), tx));
+        let health = Arc::new(health::Health::default());
+        tokio::spawn(follow_settings(
+            store.clone(),
+            config.hostname.clone(),
+            tx,
+            health.clone(),
+        ));
         let proxy_from = proxy::parse_networks("proxy-protocol-from", &config.proxy_protocol_from)
             .unwrap_or_default();
         let trusted =
@@ -103,6 +115,7 @@ impl Node {
             inflight: tokio::sync::Semaphore::new(config.max_inflight_bytes),
             recipients: recipients::RecipientCache::default(),
             drain: drain::Drain::default(),
+            health,
             config,
             store,
             settings: rx,
@@ -111,6 +124,11 @@ impl Node {
             trusted,
             connections: Mutex::new(Connections::default()),
         })
+    }
+
+    /// `/readyz`: `Err(reason)` while clients should go to another node (`health.rs`).
+    pub fn readiness(&self) -> Result<(), String> {
+        self.health.readiness(self.store.reachable())
     }
 
     /// Takes a connection slot, or None when the node or the client IP is at its limit.
@@ -204,7 +222,13 @@ impl Node {
 /// The stream ends when the store stops (it ends it on shutdown), breaks when the connection
 /// does (HTTP/2 keepalive finds a silent store, `store_client.rs`), and is opened again with
 /// `backon`'s exponential backoff; the backoff starts over once a stream has delivered.
-async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Settings>) {
+/// `health` says whether it is live (`/readyz`).
+async fn follow_settings(
+    store: StoreClient,
+    node: String,
+    tx: watch::Sender<Settings>,
+    health: Arc<health::Health>,
+) {
     let backoff = || {
         ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(250))
@@ -214,7 +238,11 @@ async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Set
             .build()
     };
     let mut delays = backoff();
+    let mut first = true;
     loop {
+        if !std::mem::take(&mut first) {
+            ::metrics::counter!(crate::metrics::SETTINGS_RECONNECTS).increment(1);
+        }
         // Not following: directory changes could be missed, so RCPT asks the store again
         // (`recipients.rs`) until the stream is back with the current version.
         tx.send_modify(|s| s.directory_version = recipients::UNKNOWN_VERSION);
@@ -223,6 +251,7 @@ async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Set
                 match stream.message().await {
                     Ok(Some(settings)) => {
                         delays = backoff();
+                        health.set_settings_live(true);
                         if settings.version != tx.borrow().version {
                             tracing::info!(version = settings.version, "settings updated");
                         }
@@ -230,10 +259,12 @@ async fn follow_settings(store: StoreClient, node: String, tx: watch::Sender<Set
                     }
                     Ok(None) => {
                         tracing::info!("settings stream ended by the store; reconnecting");
+                        health.set_settings_live(false);
                         break;
                     }
                     Err(status) => {
                         tracing::warn!(error = %status.message(), "settings stream broken; reconnecting");
+                        health.set_settings_live(false);
                         break;
                     }
                 }
@@ -345,14 +376,24 @@ impl Service {
 
 /// Serves every listener until `shutdown` resolves, then stops gracefully (`drain.rs`):
 /// the listeners close at once, sessions in progress get `--drain-timeout` to finish.
+/// `metrics` (the `--metrics` listener) serves `/metrics`, `/healthz` and `/readyz` until the
+/// process ends; `/readyz` says 503 from the moment the drain starts.
 pub async fn run(
     node: Arc<Node>,
     listeners: Vec<(Service, TcpListener)>,
+    metrics: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut ready = String::from("MAILROOT_READY");
     for (service, l) in &listeners {
         ready.push_str(&format!(" {}={}", service.name(), l.local_addr()?));
+    }
+    if let Some(l) = metrics {
+        let n = node.clone();
+        let addr = mailroot_common::telemetry::start(l, &[], Arc::new(move || n.readiness()))
+            .map_err(std::io::Error::other)?;
+        crate::metrics::describe();
+        ready.push_str(&format!(" metrics={addr}"));
     }
     // Machine-readable readiness line for scripts and the test harness (stdout).
     println!("{ready}");
@@ -362,6 +403,7 @@ pub async fn run(
         .map(|(service, l)| tokio::spawn(accept_loop(l, node.clone(), service)))
         .collect();
     shutdown.await;
+    node.health.set_draining();
     for t in &tasks {
         t.abort();
     }
@@ -415,6 +457,7 @@ async fn connection(
     }
     let Some(_slot) = node.admit(peer.ip()) else {
         tracing::warn!(%peer, service = service.name(), "connection limit reached");
+        crate::metrics::Meter::refused(service);
         let refusal: &[u8] = if service.is_pop3() {
             b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
         } else {
@@ -426,6 +469,7 @@ async fn connection(
         }
         return;
     };
+    let meter = crate::metrics::Meter::admit(service);
     let conn = if service.implicit_tls() {
         // A handshake still running at the drain deadline has no session to close yet.
         let handshake = tls::handshake(&node.tls, stream, node.tls_handshake_timeout());
@@ -433,6 +477,7 @@ async fn connection(
             () = node.drain.deadline().cancelled() => return,
             done = handshake => done,
         };
+        meter.tls_handshake(done.is_ok());
         match done {
             Ok(tls) => tls::Conn::Tls(Box::new(tls)),
             Err(e) => {
@@ -445,9 +490,9 @@ async fn connection(
     };
     let limit = Duration::from_secs(node.config.session_timeout);
     let served = if service.is_pop3() {
-        tokio::time::timeout(limit, pop3_conn::serve(conn, peer, node, service)).await
+        tokio::time::timeout(limit, pop3_conn::serve(conn, peer, node, service, meter)).await
     } else {
-        tokio::time::timeout(limit, smtp_conn::serve(conn, peer, node, service)).await
+        tokio::time::timeout(limit, smtp_conn::serve(conn, peer, node, service, meter)).await
     };
     let Ok(result) = served else {
         tracing::info!(%peer, service = service.name(), "session time limit reached, closed");

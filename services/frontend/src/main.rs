@@ -88,12 +88,16 @@ async fn serve() {
             listeners.push((service, bind(service.name(), addr).await));
         }
     }
+    let metrics = match &config.metrics.addr {
+        Some(addr) => Some(bind("metrics", addr).await),
+        None => None,
+    };
     let node = Node::new(config, store, tls);
     let shutdown = async {
         let signal = stop.await;
         tracing::info!(%signal, "shutting down");
     };
-    if let Err(e) = mailroot_frontend::run(node, listeners, shutdown).await {
+    if let Err(e) = mailroot_frontend::run(node, listeners, metrics, shutdown).await {
         fail(1, e.to_string());
     }
     tracing::info!("stopped");
