@@ -59,7 +59,7 @@ fn message(size: usize) -> Vec<u8> {
     let mut m = b"From: bob@remote.test\r\nSubject: metrics\r\n\r\n".to_vec();
     while m.len() + 2 < size {
         m.push(b'x');
-        if m.len() % 70 == 0 {
+        if m.len().is_multiple_of(70) {
             m.extend_from_slice(b"\r\n");
         }
     }

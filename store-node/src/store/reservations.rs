@@ -100,14 +100,14 @@ impl State {
             ("mailbox", mb.quota, mb.used + mb.reserved),
             ("domain", dom.quota, dom.used + dom.reserved),
         ];
-        if let Some((scope, ..)) = limits.iter().find(|(_, q, _)| q.is_some_and(|q| size > q)) {
-            return refused(QuotaCheck::TooBig, *scope);
+        if let Some(&(scope, ..)) = limits.iter().find(|(_, q, _)| q.is_some_and(|q| size > q)) {
+            return refused(QuotaCheck::TooBig, scope);
         }
-        if let Some((scope, ..)) = limits
+        if let Some(&(scope, ..)) = limits
             .iter()
             .find(|(_, q, used)| q.is_some_and(|q| used + size > q))
         {
-            return refused(QuotaCheck::Full, *scope);
+            return refused(QuotaCheck::Full, scope);
         }
         QuotaCheck::Fits
     }
