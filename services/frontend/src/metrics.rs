@@ -39,7 +39,7 @@ pub const POP3_RETR_SECONDS: &str = "mailroot_pop3_retr_seconds";
 /// Store calls made by this node, by `method` and `result` (ok, error, unavailable),
 /// retries included: what a session waited.
 pub const STORE_RPC_SECONDS: &str = "mailroot_store_rpc_seconds";
-/// Times the settings stream was opened again after it ended or broke.
+/// Attempts to open the settings stream again after it ended, broke or could not be opened.
 pub const SETTINGS_RECONNECTS: &str = "mailroot_settings_stream_reconnects_total";
 /// 1 while the settings stream from the store is open and current, else 0.
 pub const SETTINGS_LIVE: &str = "mailroot_settings_stream_up";
@@ -86,7 +86,7 @@ pub fn describe() {
     );
     describe_counter!(
         SETTINGS_RECONNECTS,
-        "Settings stream reopened after it ended or broke"
+        "Attempts to reopen the settings stream after it ended, broke or failed to open"
     );
     describe_gauge!(
         SETTINGS_LIVE,
