@@ -168,11 +168,16 @@ impl Credentials {
             .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
+    /// An Argon2id slot; the wait is the password-hash queue a busy store shows first.
     async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
-        self.permits
+        let queued = Instant::now();
+        let permit = self
+            .permits
             .acquire()
             .await
-            .map_err(|e| StoreError::Internal(e.to_string()))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        metrics::histogram!(crate::metrics::PASSWORD_HASH_WAIT_SECONDS).record(queued.elapsed());
+        Ok(permit)
     }
 }
 

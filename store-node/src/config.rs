@@ -45,6 +45,9 @@ pub struct StoreConfig {
     pub insecure_plaintext: bool,
     #[command(flatten)]
     pub log: mailroot_common::logging::LogArgs,
+    /// Prometheus `/metrics`, `/healthz` and `/readyz` (services/common/src/telemetry.rs).
+    #[command(flatten)]
+    pub metrics: mailroot_common::flags::MetricsListen,
 }
 
 impl StoreConfig {
@@ -72,6 +75,7 @@ impl StoreConfig {
             return Err("--lease-ttl: must be between 0.5 and 3600 seconds".into());
         }
         self.cluster_tls.validate()?;
+        self.metrics.validate()?;
         let given = usize::from(self.cluster_tls.enabled());
         let loopback = self
             .listen

@@ -135,8 +135,13 @@ impl GroupCommit {
         while state.completed < ticket && !self.has_failed() {
             let dirs = std::mem::take(&mut state.dirs);
             let upto = state.requested;
+            // Every ticket after the last completed one is in this batch.
+            let callers = upto - state.completed;
             drop(state);
+            let started = std::time::Instant::now();
             let result = self.sync_batch(&dirs);
+            metrics::histogram!(crate::metrics::FSYNC_BATCH_SECONDS).record(started.elapsed());
+            metrics::histogram!(crate::metrics::FSYNC_BATCH_SIZE).record(callers as f64);
             state = self.lock();
             if result.is_ok() {
                 state.completed = upto;

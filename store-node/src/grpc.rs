@@ -126,9 +126,13 @@ impl Loaded {
         let _ = self.0.set(store);
     }
 
+    /// The store, once its index is loaded.
+    pub fn loaded(&self) -> Option<&Store> {
+        self.0.get()
+    }
+
     fn get(&self) -> Result<&Store, Status> {
-        self.0
-            .get()
+        self.loaded()
             .ok_or_else(|| crate::StoreError::Starting.into())
     }
 }

@@ -17,6 +17,8 @@
 //! - `throttle.rs` — cluster-wide brute-force throttling of logins.
 //! - `grpc.rs`     — the gRPC services, the auth GUID / admin token checks.
 //! - `error.rs`    — `StoreError` and its single mapping to gRPC statuses.
+//! - `metrics.rs`  — metric names and descriptions, and the `/readyz` check (the endpoints
+//!   themselves are `mailroot_common::telemetry`).
 //!
 //! Front-ends hold no mail state; everything they show a client comes from here.
 
@@ -26,6 +28,7 @@ pub mod error;
 pub mod faults;
 pub mod group_commit;
 pub mod grpc;
+pub mod metrics;
 pub mod names;
 pub mod nodes;
 pub mod objects;
@@ -48,6 +51,8 @@ pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_se
 pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens the data directory, rebuilds the index and serves gRPC on `listener` until `shutdown`.
+/// With `metrics` (the `--metrics` listener), `/metrics`, `/healthz` and `/readyz` are served
+/// from the start: `/readyz` says 503 until the index is loaded, and again after a failed sync.
 ///
 /// The port serves from the start: while the index loads (seconds at a million messages, cold),
 /// calls are answered "unavailable, starting" — 451 / -ERR [SYS/TEMP] at the front-ends, which
@@ -59,10 +64,21 @@ pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub async fn run(
     config: StoreConfig,
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let objects = objects::Objects::open(&config.data, objects::Durability::GroupCommit)?;
     let loaded = grpc::Loaded::default();
+    let metrics_addr = match metrics {
+        Some(l) => {
+            let ready = crate::metrics::readiness(loaded.clone());
+            let addr = mailroot_common::telemetry::start(l, crate::metrics::BUCKETS, ready)
+                .map_err(anyhow::Error::msg)?;
+            crate::metrics::describe();
+            Some(addr)
+        }
+        None => None,
+    };
+    let objects = objects::Objects::open(&config.data, objects::Durability::GroupCommit)?;
     let load = tokio::spawn({
         let loaded = loaded.clone();
         let guid = config.auth_guid.clone();
@@ -93,7 +109,7 @@ pub async fn run(
         stopping.clone(),
     );
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data = %config.data, "store node listening; loading the index");
+    tracing::info!(%addr, metrics = ?metrics_addr, data = %config.data, "store node listening; loading the index");
     // Up to 1 MiB of one delivery in flight per stream, 32 MiB over all of a front-end's
     // concurrent deliveries, before flow control makes senders wait.
     let mut server = tonic::transport::Server::builder()
@@ -129,7 +145,11 @@ pub async fn run(
         load = load => load??,
     }
     // Machine-readable readiness line for scripts and the test harness (stdout).
-    println!("MAILROOT_READY store={addr}");
+    let mut ready = format!("MAILROOT_READY store={addr}");
+    if let Some(m) = metrics_addr {
+        ready.push_str(&format!(" metrics={m}"));
+    }
+    println!("{ready}");
     serve.await?;
     Ok(())
 }

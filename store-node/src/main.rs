@@ -19,12 +19,22 @@ async fn serve() {
             std::process::exit(2);
         }
     };
+    let metrics = match &config.metrics.addr {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("mailroot-store: --metrics {addr}: {e}");
+                std::process::exit(2);
+            }
+        },
+    };
     let stop = mailroot_common::stop_signal();
     let shutdown = async {
         let signal = stop.await;
         tracing::info!(%signal, "shutting down: finishing the calls in progress");
     };
-    if let Err(e) = mailroot_store::run(config, listener, shutdown).await {
+    if let Err(e) = mailroot_store::run(config, listener, metrics, shutdown).await {
         eprintln!("mailroot-store: {e:#}");
         std::process::exit(1);
     }

@@ -8,6 +8,7 @@
 //! once it listens, and everything else is polled with a deadline (`eventually`).
 
 pub mod clients;
+pub mod http;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -156,6 +157,14 @@ fn addr_of(pairs: &[(String, String)], key: &str) -> SocketAddr {
         .unwrap_or_else(|| panic!("no {key}= in the ready line {pairs:?}"))
 }
 
+/// `metrics=` of a ready line: present when the process was started with `--metrics`.
+fn metrics_of(pairs: &[(String, String)]) -> Option<SocketAddr> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == "metrics")
+        .and_then(|(_, v)| v.parse().ok())
+}
+
 pub struct Frontend {
     pub proc: Proc,
     pub pop3: SocketAddr,
@@ -163,6 +172,8 @@ pub struct Frontend {
     pub submission: SocketAddr,
     pub smtps: SocketAddr,
     pub pop3s: SocketAddr,
+    /// `/metrics`, `/healthz`, `/readyz` when started with `--metrics`.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A store node and N front-ends, each a real process, in a private temp dir.
@@ -172,6 +183,8 @@ pub struct TestCluster {
     pub admin_token: String,
     pub store: Proc,
     pub store_addr: SocketAddr,
+    /// The store's `--metrics` address (a new one after `start_store` with port 0).
+    pub store_metrics: Option<SocketAddr>,
     pub frontends: Vec<Frontend>,
     starts: usize,
     /// Extra options of every store / front-end / mailrootctl run (e.g. cluster TLS).
@@ -245,6 +258,7 @@ impl TestCluster {
             admin_token,
             store,
             store_addr,
+            store_metrics: metrics_of(&pairs),
             frontends: Vec::new(),
             starts: 1,
             options,
@@ -317,6 +331,7 @@ impl TestCluster {
             submission: addr_of(&pairs, "submission"),
             smtps: addr_of(&pairs, "smtps"),
             pop3s: addr_of(&pairs, "pop3s"),
+            metrics: metrics_of(&pairs),
         }
     }
 
@@ -370,7 +385,7 @@ impl TestCluster {
     pub fn start_store(&mut self) {
         self.starts += 1;
         let listen = self.store_addr.to_string();
-        let (store, _) = Self::spawn_store(
+        let (store, pairs) = Self::spawn_store(
             self.dir.path(),
             &self.auth_guid,
             &self.admin_token,
@@ -379,6 +394,7 @@ impl TestCluster {
             &self.options.store,
         );
         self.store = store;
+        self.store_metrics = metrics_of(&pairs);
     }
 
     pub fn ctl_command(&self) -> Command {

@@ -1,5 +1,6 @@
 //! Flags every mailroot binary shares, declared once and flattened into each binary's clap
-//! config (`#[command(flatten)]`): the store's URL and the cluster's mutual-TLS files.
+//! config (`#[command(flatten)]`): the store's URL, the cluster's mutual-TLS files and the
+//! metrics listener.
 
 use clap::Args;
 
@@ -90,6 +91,26 @@ impl ClusterTls {
     }
 }
 
+/// `--metrics`: where the node serves `/metrics`, `/healthz` and `/readyz` (`telemetry.rs`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct MetricsListen {
+    /// HTTP address for Prometheus `/metrics`, `/healthz` and `/readyz` (e.g. 0.0.0.0:9090;
+    /// port 0 picks a free port, printed as `metrics=` in the ready line). Off by default.
+    #[arg(long = "metrics", env = "MAILROOT_METRICS")]
+    pub addr: Option<String>,
+}
+
+impl MetricsListen {
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.addr {
+            Some(a) if a.parse::<std::net::SocketAddr>().is_err() && !a.contains(':') => Err(
+                format!("--metrics: {a:?} is not an address like 0.0.0.0:9090"),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +122,8 @@ mod tests {
         store: StoreUrl,
         #[command(flatten)]
         tls: ClusterTls,
+        #[command(flatten)]
+        metrics: MetricsListen,
     }
 
     #[test]
@@ -108,6 +131,17 @@ mod tests {
         let ok = Bin::try_parse_from(["bin"]).unwrap();
         assert_eq!(ok.store.url, DEFAULT_STORE);
         assert_eq!(ok.tls.files(), Ok(None));
+        assert_eq!(ok.metrics.addr, None, "metrics are off by default");
+        let on = Bin::try_parse_from(["bin", "--metrics", "127.0.0.1:0"]).unwrap();
+        assert_eq!(on.metrics.addr.as_deref(), Some("127.0.0.1:0"));
+        assert!(on.metrics.validate().is_ok());
+        let bad = Bin::try_parse_from(["bin", "--metrics", "9090"]).unwrap();
+        assert!(
+            bad.metrics
+                .validate()
+                .unwrap_err()
+                .starts_with("--metrics:")
+        );
         let half = Bin::try_parse_from(["bin", "--cluster-ca", "ca.pem"]).unwrap();
         assert!(half.tls.validate().unwrap_err().contains("go together"));
         let all = Bin::try_parse_from([

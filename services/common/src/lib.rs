@@ -1,11 +1,13 @@
 //! What every mailroot binary shares. Kept small on purpose: process set-up (allocator, async
-//! runtime, stop signals), the flags every binary shares (`flags.rs`) and logging with its
-//! live, cluster-wide level (`logging.rs`); no protocol and no storage logic.
+//! runtime, stop signals), the flags every binary shares (`flags.rs`), logging with its live,
+//! cluster-wide level (`logging.rs`) and the metrics and health endpoints (`telemetry.rs`); no
+//! protocol and no storage logic.
 
 use std::future::Future;
 
 pub mod flags;
 pub mod logging;
+pub mod telemetry;
 
 /// Runs `main` on the process's async runtime, after setting up the allocator.
 ///

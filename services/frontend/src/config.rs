@@ -47,6 +47,9 @@ pub struct FrontendConfig {
     pub store: mailroot_common::flags::StoreUrl,
     #[command(flatten)]
     pub cluster_tls: mailroot_common::flags::ClusterTls,
+    /// Prometheus `/metrics`, `/healthz` and `/readyz` (services/common/src/telemetry.rs).
+    #[command(flatten)]
+    pub metrics: mailroot_common::flags::MetricsListen,
     /// The cluster's auth GUID (must match the store's).
     #[arg(long, env = "MAILROOT_AUTH_GUID")]
     pub auth_guid: String,
@@ -117,6 +120,7 @@ impl FrontendConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.store.validate()?;
         self.cluster_tls.validate()?;
+        self.metrics.validate()?;
         if uuid::Uuid::parse_str(&self.auth_guid).is_err() {
             return Err(format!("--auth-guid: {:?} is not a GUID", self.auth_guid));
         }

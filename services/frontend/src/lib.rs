@@ -13,11 +13,15 @@
 //! - `tls.rs`          — the rustls acceptor (PEM or self-signed) and the upgradable `Conn`.
 //! - `drain.rs`        — graceful stop: the connection tasks and the drain deadline.
 //! - `presence.rs`     — this node in `mailrootctl nodes`: identity and session reports.
+//! - `health.rs`       — `/readyz`: store reachable, settings stream live, not draining.
+//! - `metrics.rs`      — metric names and descriptions, the per-connection `Meter`.
 //! - `lib.rs`          — `Node` (shared per-process state), `Service` and the accept loops.
 
 pub mod config;
 pub mod drain;
 pub mod dsn;
+pub mod health;
+pub mod metrics;
 pub mod pop3_conn;
 pub mod presence;
 pub mod proxy;
@@ -62,6 +66,8 @@ pub struct Node {
     pub drain: drain::Drain,
     /// Who this node is in `mailrootctl nodes`.
     pub identity: presence::Identity,
+    /// What `/readyz` answers (`health.rs`).
+    pub health: Arc<health::Health>,
     connections: Mutex<Connections>,
     /// The open connections per protocol, for the store's node list (`presence.rs`).
     sessions: watch::Sender<presence::Sessions>,
@@ -124,7 +130,13 @@ impl Node {
         let identity =
             presence::Identity::new(config.node_id.as_deref(), &config.hostname, listeners);
         let (tx, rx) = watch::channel(Settings::default());
-        tokio::spawn(follow_settings(store.clone(), identity.clone(), tx));
+        let health = Arc::new(health::Health::default());
+        tokio::spawn(follow_settings(
+            store.clone(),
+            identity.clone(),
+            tx,
+            health.clone(),
+        ));
         let (sessions, sessions_rx) = watch::channel(presence::Sessions::default());
         tokio::spawn(presence::report(
             store.clone(),
@@ -139,6 +151,7 @@ impl Node {
             inflight: tokio::sync::Semaphore::new(config.max_inflight_bytes),
             recipients: recipients::RecipientCache::default(),
             drain: drain::Drain::default(),
+            health,
             config,
             store,
             settings: rx,
@@ -149,6 +162,11 @@ impl Node {
             connections: Mutex::new(Connections::default()),
             sessions,
         })
+    }
+
+    /// `/readyz`: `Err(reason)` while clients should go to another node (`health.rs`).
+    pub fn readiness(&self) -> Result<(), String> {
+        self.health.readiness(self.store.reachable())
     }
 
     /// Takes a connection slot for a `service` client, or None when the node or the client
@@ -248,11 +266,13 @@ impl Node {
 /// `backon`'s exponential backoff; the backoff starts over once a stream has delivered.
 ///
 /// The cluster-wide log level is applied here, before anything else is logged about the
-/// change: at level 0 not even the "settings updated" line appears.
+/// change: at level 0 not even the "settings updated" line appears. `health` says whether the
+/// stream is live (`/readyz`).
 async fn follow_settings(
     store: StoreClient,
     node: presence::Identity,
     tx: watch::Sender<Settings>,
+    health: Arc<health::Health>,
 ) {
     let backoff = || {
         ExponentialBuilder::default()
@@ -263,7 +283,11 @@ async fn follow_settings(
             .build()
     };
     let mut delays = backoff();
+    let mut first = true;
     loop {
+        if !std::mem::take(&mut first) {
+            ::metrics::counter!(crate::metrics::SETTINGS_RECONNECTS).increment(1);
+        }
         // Not following: directory changes could be missed, so RCPT asks the store again
         // (`recipients.rs`) until the stream is back with the current version.
         tx.send_modify(|s| s.directory_version = recipients::UNKNOWN_VERSION);
@@ -273,6 +297,7 @@ async fn follow_settings(
                     Ok(Some(settings)) => {
                         delays = backoff();
                         mailroot_common::logging::apply(settings.log_level);
+                        health.set_settings_live(true);
                         if settings.version != tx.borrow().version {
                             tracing::info!(version = settings.version, "settings updated");
                         }
@@ -280,10 +305,12 @@ async fn follow_settings(
                     }
                     Ok(None) => {
                         tracing::info!("settings stream ended by the store; reconnecting");
+                        health.set_settings_live(false);
                         break;
                     }
                     Err(status) => {
                         tracing::warn!(error = %status.message(), "settings stream broken; reconnecting");
+                        health.set_settings_live(false);
                         break;
                     }
                 }
@@ -395,14 +422,24 @@ impl Service {
 
 /// Serves every listener until `shutdown` resolves, then stops gracefully (`drain.rs`):
 /// the listeners close at once, sessions in progress get `--drain-timeout` to finish.
+/// `metrics` (the `--metrics` listener) serves `/metrics`, `/healthz` and `/readyz` until the
+/// process ends; `/readyz` says 503 from the moment the drain starts.
 pub async fn run(
     node: Arc<Node>,
     listeners: Vec<(Service, TcpListener)>,
+    metrics: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut ready = String::from("MAILROOT_READY");
     for (service, l) in &listeners {
         ready.push_str(&format!(" {}={}", service.name(), l.local_addr()?));
+    }
+    if let Some(l) = metrics {
+        let n = node.clone();
+        let addr = mailroot_common::telemetry::start(l, &[], Arc::new(move || n.readiness()))
+            .map_err(std::io::Error::other)?;
+        crate::metrics::describe();
+        ready.push_str(&format!(" metrics={addr}"));
     }
     // Machine-readable readiness line for scripts and the test harness (stdout).
     println!("{ready}");
@@ -417,6 +454,7 @@ pub async fn run(
         .map(|(service, l)| tokio::spawn(accept_loop(l, node.clone(), service)))
         .collect();
     shutdown.await;
+    node.health.set_draining();
     for t in &tasks {
         t.abort();
     }
@@ -470,6 +508,7 @@ async fn connection(
     }
     let Some(_slot) = node.admit(peer.ip(), service) else {
         tracing::warn!(%peer, service = service.name(), "connection limit reached");
+        crate::metrics::Meter::refused(service);
         let refusal: &[u8] = if service.is_pop3() {
             b"-ERR [SYS/TEMP] too many connections, try again later\r\n"
         } else {
@@ -482,6 +521,7 @@ async fn connection(
         return;
     };
     tracing::debug!(%peer, service = service.name(), "client connected");
+    let meter = crate::metrics::Meter::admit(service);
     let conn = if service.implicit_tls() {
         // A handshake still running at the drain deadline has no session to close yet.
         let handshake = tls::handshake(&node.tls, stream, node.tls_handshake_timeout());
@@ -489,6 +529,7 @@ async fn connection(
             () = node.drain.deadline().cancelled() => return,
             done = handshake => done,
         };
+        meter.tls_handshake(done.is_ok());
         match done {
             Ok(tls) => tls::Conn::Tls(Box::new(tls)),
             Err(e) => {
@@ -501,9 +542,9 @@ async fn connection(
     };
     let limit = Duration::from_secs(node.config.session_timeout);
     let served = if service.is_pop3() {
-        tokio::time::timeout(limit, pop3_conn::serve(conn, peer, node, service)).await
+        tokio::time::timeout(limit, pop3_conn::serve(conn, peer, node, service, meter)).await
     } else {
-        tokio::time::timeout(limit, smtp_conn::serve(conn, peer, node, service)).await
+        tokio::time::timeout(limit, smtp_conn::serve(conn, peer, node, service, meter)).await
     };
     let Ok(result) = served else {
         tracing::info!(%peer, service = service.name(), "session time limit reached, closed");

@@ -84,6 +84,10 @@ async fn serve() {
             listeners.push((service, bind(service.name(), addr).await));
         }
     }
+    let metrics = match &config.metrics.addr {
+        Some(addr) => Some(bind("metrics", addr).await),
+        None => None,
+    };
     let addresses: Vec<_> = listeners
         .iter()
         .filter_map(|(service, l)| Some((*service, l.local_addr().ok()?)))
@@ -93,7 +97,7 @@ async fn serve() {
         let signal = stop.await;
         tracing::info!(%signal, "shutting down");
     };
-    if let Err(e) = mailroot_frontend::run(node, listeners, shutdown).await {
+    if let Err(e) = mailroot_frontend::run(node, listeners, metrics, shutdown).await {
         fail(1, e.to_string());
     }
     tracing::info!("stopped");

@@ -8,11 +8,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
+use crate::metrics::Meter;
 use crate::store_client::Session;
 use crate::tls::{Conn, Input};
 use crate::{Node, Service, replies};
@@ -32,10 +33,14 @@ pub async fn serve(
     peer: SocketAddr,
     node: Arc<Node>,
     service: Service,
+    mut meter: Meter,
 ) -> std::io::Result<()> {
     let session = Session::new(&node.config.hostname);
     let mut held: Option<Held> = None;
-    let result = drive(stream, peer, &node, service, &session, &mut held).await;
+    let result = drive(
+        stream, peer, &node, service, &session, &mut held, &mut meter,
+    )
+    .await;
     if let Some(h) = held {
         release(&node, h, &session).await;
     }
@@ -58,21 +63,33 @@ async fn drive(
     service: Service,
     session: &Session,
     held: &mut Option<Held>,
+    meter: &mut Meter,
 ) -> std::io::Result<()> {
     let mut pop = pop3::Session::new(node.pop3_config(stream.is_tls()));
-    stream.write_all(&pop.greeting()).await?;
+    let greeting = pop.greeting();
+    meter.pop3_sent(&greeting);
+    stream.write_all(&greeting).await?;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         while let Some(action) = pop.poll() {
             match action {
-                pop3::Action::Send(bytes) => out.extend_from_slice(&bytes),
+                pop3::Action::Send(bytes) => {
+                    meter.pop3_sent(&bytes);
+                    out.extend_from_slice(&bytes);
+                }
                 pop3::Action::Authenticate { user, password } => {
                     let ip = peer.ip().to_string();
+                    let started = Instant::now();
                     let result = node
                         .store
                         .open_maildrop(&user, &password, session, &ip)
                         .await;
+                    metrics::histogram!(
+                        crate::metrics::POP3_LOGIN_SECONDS,
+                        "result" => crate::metrics::result(result.is_ok())
+                    )
+                    .record(started.elapsed());
                     let outcome = replies::auth(&result);
                     match result {
                         Ok(reply) => {
@@ -103,6 +120,7 @@ async fn drive(
                             &mut out,
                             &mut pop,
                             node,
+                            meter,
                             &h.mailbox,
                             &uidl,
                             top,
@@ -129,15 +147,17 @@ async fn drive(
                     pop.commit_done(result);
                 }
                 pop3::Action::StartTls => {
-                    if !stream
+                    let ok = stream
                         .start_tls(&mut out, &node.tls, node.tls_handshake_timeout())
-                        .await?
-                    {
+                        .await?;
+                    meter.tls_handshake(ok);
+                    if !ok {
                         return Ok(());
                     }
                     pop.tls_started();
                 }
                 pop3::Action::Close => {
+                    meter.commands(pop.commands());
                     stream.write_all(&out).await?;
                     stream.shutdown().await.ok();
                     return Ok(());
@@ -149,6 +169,7 @@ async fn drive(
                 out.clear();
             }
         }
+        meter.commands(pop.commands());
         if pop.is_closed() {
             stream.write_all(&out).await?;
             return Ok(());
@@ -163,7 +184,10 @@ async fn drive(
             )
             .await?;
         match input {
-            Input::Bytes(n) => pop.feed(&buf[..n]),
+            Input::Bytes(n) => {
+                meter.received(n);
+                pop.feed(&buf[..n]);
+            }
             Input::Ended => return Ok(()),
             // The node's drain deadline passed: the session says goodbye and its Close action
             // ends this loop above. Nothing is committed (no QUIT, no UPDATE state); as after
@@ -185,16 +209,19 @@ const FLUSH_AT: usize = 64 * 1024;
 /// RETR/TOP: streams the message from the store to the client chunk by chunk. At most one
 /// chunk (plus the HTTP/2 window, `store_client::FETCH_WINDOW`) is held in memory, counted
 /// against the node's in-flight budget; a client that reads slowly slows the stream down.
+/// The `+OK` line is counted here; the body only as bytes (`metrics.rs`).
 #[allow(clippy::too_many_arguments)]
 async fn send_message(
     stream: &mut Conn,
     out: &mut Vec<u8>,
     pop: &mut pop3::Session,
     node: &Arc<Node>,
+    meter: &Meter,
     mailbox: &str,
     uidl: &str,
     top: Option<usize>,
 ) -> std::io::Result<()> {
+    let started = Instant::now();
     let budget = FLUSH_AT + crate::store_client::FETCH_WINDOW as usize;
     let Some(_memory) = node.reserve_memory(budget) else {
         tracing::warn!(%mailbox, "RETR refused: the node's in-flight memory limit is reached");
@@ -209,12 +236,14 @@ async fn send_message(
         }
     };
     pop.fetch_started();
+    meter.pop3_reply("ok");
     loop {
         match chunks.message().await {
             Ok(Some(chunk)) => {
                 let more = pop.fetch_chunk(&chunk.data);
                 // Only this fetch's output can be queued while it is pending.
                 while let Some(pop3::Action::Send(bytes)) = pop.poll() {
+                    meter.body_sent(&bytes);
                     out.extend_from_slice(&bytes);
                 }
                 if out.len() >= FLUSH_AT {
@@ -234,6 +263,7 @@ async fn send_message(
         }
     }
     pop.fetch_finished();
+    metrics::histogram!(crate::metrics::POP3_RETR_SECONDS).record(started.elapsed());
     Ok(())
 }
 

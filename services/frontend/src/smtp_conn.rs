@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use proto::v1::DeliverRequest;
 use tokio::io::AsyncWriteExt;
 
+use crate::metrics::Meter;
 use crate::tls::{Conn, Input};
 use crate::{Node, Service, dsn, replies};
 
@@ -17,9 +19,12 @@ pub async fn serve(
     peer: SocketAddr,
     node: Arc<Node>,
     service: Service,
+    mut meter: Meter,
 ) -> std::io::Result<()> {
     let mut session = smtp::Session::new(node.smtp_config(service, stream.is_tls()));
-    stream.write_all(&session.greeting()).await?;
+    let greeting = session.greeting();
+    meter.smtp_sent(&greeting);
+    stream.write_all(&greeting).await?;
     let mut authenticated = false;
     // This connection's share of the node's in-flight budget: what its DATA buffers.
     let mut memory: Option<tokio::sync::SemaphorePermit<'_>> = None;
@@ -28,7 +33,10 @@ pub async fn serve(
     loop {
         while let Some(action) = session.poll() {
             match action {
-                smtp::Action::Send(bytes) => out.extend_from_slice(&bytes),
+                smtp::Action::Send(bytes) => {
+                    meter.smtp_sent(&bytes);
+                    out.extend_from_slice(&bytes);
+                }
                 smtp::Action::CheckRecipient {
                     address,
                     declared_size,
@@ -41,15 +49,23 @@ pub async fn serve(
                     // Let the client see earlier pipelined replies while the store writes.
                     stream.write_all(&out).await?;
                     out.clear();
+                    let started = Instant::now();
                     let verdict = deliver(&node, peer, envelope, message).await;
+                    let stored = matches!(verdict, smtp::DeliverVerdict::Stored { .. });
+                    metrics::histogram!(
+                        crate::metrics::SMTP_DATA_SECONDS,
+                        "result" => crate::metrics::result(stored)
+                    )
+                    .record(started.elapsed());
                     memory = None;
                     session.deliver_done(verdict);
                 }
                 smtp::Action::StartTls => {
-                    if !stream
+                    let ok = stream
                         .start_tls(&mut out, &node.tls, node.tls_handshake_timeout())
-                        .await?
-                    {
+                        .await?;
+                    meter.tls_handshake(ok);
+                    if !ok {
                         return Ok(());
                     }
                     session.tls_started();
@@ -71,12 +87,14 @@ pub async fn serve(
                     session.auth_done(verdict);
                 }
                 smtp::Action::Close => {
+                    meter.commands(session.commands());
                     stream.write_all(&out).await?;
                     stream.shutdown().await.ok();
                     return Ok(());
                 }
             }
         }
+        meter.commands(session.commands());
         if session.is_closed() {
             stream.write_all(&out).await?;
             return Ok(());
@@ -92,7 +110,10 @@ pub async fn serve(
             )
             .await?;
         match input {
-            Input::Bytes(n) => session.feed(&buf[..n]),
+            Input::Bytes(n) => {
+                meter.received(n);
+                session.feed(&buf[..n]);
+            }
             Input::Ended => return Ok(()),
             // The node's drain deadline passed: the session says goodbye (its Close action
             // ends this loop above).

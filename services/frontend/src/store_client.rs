@@ -4,8 +4,13 @@
 //! Retries use `backon` (the `backoff` crate is unmaintained, RUSTSEC-2025-0012). Every call
 //! retried here is idempotent: reads, and writes keyed by an id chosen before the first try
 //! (a delivery id) or naming the exact objects to remove (a POP3 commit).
+//!
+//! Every call is timed (`mailroot_store_rpc_seconds{method,result}`, retries included) and
+//! its outcome kept as [`StoreClient::reachable`], one of the front-end's `/readyz` checks.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use proto::v1::store_client::StoreClient as RpcClient;
@@ -55,6 +60,8 @@ pub const FETCH_WINDOW: u32 = 256 * 1024;
 #[derive(Clone)]
 pub struct StoreClient {
     inner: Inner,
+    /// False after a call failed for want of a store, true after any answer (`reachable`).
+    reachable: Arc<AtomicBool>,
 }
 
 /// True when the status means "the store could not be reached or is overloaded", i.e. worth
@@ -105,7 +112,37 @@ impl StoreClient {
         let inner = RpcClient::with_interceptor(channel, GuidStamp(guid))
             .max_decoding_message_size(MAX_GRPC_MESSAGE)
             .max_encoding_message_size(MAX_GRPC_MESSAGE);
-        Ok(StoreClient { inner })
+        Ok(StoreClient {
+            inner,
+            reachable: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Whether the store answered the last call (an error status is an answer too; only
+    /// "could not reach it" is not). False until the first answer.
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    /// Records one call's outcome: its latency by method and result, and reachability. A
+    /// status the store sent carries its reason (`proto::Reason`), even a "try later" one
+    /// (storage trouble): only a transient status without one means the store was not reached.
+    fn observe<T>(&self, method: &'static str, started: Instant, result: &Result<T, Status>) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(status) if is_transient(status) && proto::Reason::of(status).is_none() => {
+                "unavailable"
+            }
+            Err(_) => "error",
+        };
+        self.reachable
+            .store(outcome != "unavailable", Ordering::Relaxed);
+        metrics::histogram!(
+            crate::metrics::STORE_RPC_SECONDS,
+            "method" => method,
+            "result" => outcome
+        )
+        .record(started.elapsed());
     }
 
     fn backoff() -> ExponentialBuilder {
@@ -117,20 +154,24 @@ impl StoreClient {
             .with_jitter()
     }
 
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T, Status>
+    /// `method`: the RPC's name, the `method` label of its latency.
+    async fn call<T, F, Fut>(&self, method: &'static str, f: F) -> Result<T, Status>
     where
         F: Fn(Inner) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        let started = Instant::now();
         let attempt = || f(self.inner.clone());
-        attempt
+        let result = attempt
             .retry(Self::backoff())
             .when(is_transient)
             .notify(|status, wait| {
                 tracing::warn!(error = %status.message(), ?wait, "store unreachable, retrying");
             })
             .await
-            .map(tonic::Response::into_inner)
+            .map(tonic::Response::into_inner);
+        self.observe(method, started, &result);
+        result
     }
 
     /// One try, no retry: used at start-up where the caller loops itself.
@@ -138,7 +179,10 @@ impl StoreClient {
         let req = HelloRequest {
             node_name: node_name.to_string(),
         };
-        self.inner.clone().hello(req).await.map(|r| r.into_inner())
+        let started = Instant::now();
+        let result = self.inner.clone().hello(req).await.map(|r| r.into_inner());
+        self.observe("hello", started, &result);
+        result
     }
 
     pub async fn check_recipient(
@@ -146,7 +190,7 @@ impl StoreClient {
         address: &str,
         size: u64,
     ) -> Result<CheckRecipientReply, Status> {
-        self.call(|mut c| {
+        self.call("check_recipient", |mut c| {
             let req = CheckRecipientRequest {
                 address: address.to_string(),
                 size,
@@ -157,7 +201,7 @@ impl StoreClient {
     }
 
     pub async fn deliver(&self, req: DeliverRequest) -> Result<DeliverReply, Status> {
-        self.call(|mut c| {
+        self.call("deliver", |mut c| {
             let req = req.clone();
             async move { c.deliver(req).await }
         })
@@ -171,7 +215,7 @@ impl StoreClient {
         session: &Session,
         client_ip: &str,
     ) -> Result<OpenMaildropReply, Status> {
-        self.call(|mut c| {
+        self.call("open_maildrop", |mut c| {
             let req = OpenMaildropRequest {
                 user: user.to_string(),
                 password: password.to_string(),
@@ -190,7 +234,7 @@ impl StoreClient {
         password: &str,
         client_ip: &str,
     ) -> Result<AuthenticateReply, Status> {
-        self.call(|mut c| {
+        self.call("authenticate", |mut c| {
             let req = AuthenticateRequest {
                 user: user.to_string(),
                 password: password.to_string(),
@@ -209,7 +253,7 @@ impl StoreClient {
         uidl: &str,
         top: Option<usize>,
     ) -> Result<tonic::Streaming<MessageChunk>, Status> {
-        self.call(|mut c| {
+        self.call("fetch_message", |mut c| {
             let req = FetchMessageRequest {
                 mailbox: mailbox.to_string(),
                 uidl: uidl.to_string(),
@@ -227,7 +271,7 @@ impl StoreClient {
         epoch: u64,
         delete: &[String],
     ) -> Result<u32, Status> {
-        self.call(|mut c| {
+        self.call("commit_maildrop", |mut c| {
             let req = CommitMaildropRequest {
                 mailbox: mailbox.to_string(),
                 delete: delete.to_vec(),
@@ -252,11 +296,15 @@ impl StoreClient {
             version: node.version.clone(),
             listeners: node.listeners.clone(),
         };
-        self.inner
+        let started = Instant::now();
+        let result = self
+            .inner
             .clone()
             .watch_settings(req)
             .await
-            .map(|r| r.into_inner())
+            .map(|r| r.into_inner());
+        self.observe("watch_settings", started, &result);
+        result
     }
 
     /// One report of this node's session counts, no retry (`presence.rs`); true when the
@@ -282,11 +330,14 @@ impl StoreClient {
             session_id: session.id.clone(),
             epoch,
         };
-        self.inner.clone().renew_maildrop(req).await.map(|_| ())
+        let started = Instant::now();
+        let result = self.inner.clone().renew_maildrop(req).await.map(|_| ());
+        self.observe("renew_maildrop", started, &result);
+        result
     }
 
     pub async fn close(&self, mailbox: &str, session: &Session, epoch: u64) -> Result<(), Status> {
-        self.call(|mut c| {
+        self.call("close_maildrop", |mut c| {
             let req = MaildropSession {
                 mailbox: mailbox.to_string(),
                 session_id: session.id.clone(),

@@ -151,6 +151,8 @@ pub struct Session {
     pending: Option<Pending>,
     user: Option<String>,
     messages: Vec<Message>,
+    /// Command lines processed (for the driver's metrics).
+    commands: u64,
 }
 
 impl std::fmt::Debug for Session {
@@ -183,7 +185,13 @@ impl Session {
             pending: None,
             user: None,
             messages: Vec::new(),
+            commands: 0,
         }
+    }
+
+    /// Command lines processed so far (not SASL responses).
+    pub fn commands(&self) -> u64 {
+        self.commands
     }
 
     pub fn greeting(&self) -> Vec<u8> {
@@ -298,6 +306,7 @@ impl Session {
     }
 
     fn command(&mut self, line: &str) {
+        self.commands += 1;
         let mut parts = line.split(' ').filter(|p| !p.is_empty());
         let verb = parts.next().unwrap_or("").to_ascii_uppercase();
         let args: Vec<&str> = parts.collect();

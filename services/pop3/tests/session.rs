@@ -449,3 +449,16 @@ fn a_fetch_failing_after_its_first_chunk_closes_the_connection() {
     assert!(!t.closed);
     assert!(text(&t).starts_with("-ERR [SYS/TEMP]"), "{}", text(&t));
 }
+
+#[test]
+fn command_lines_are_counted_for_the_drivers_metrics() {
+    let mut s = Session::new(Config::default());
+    let mut t = Transcript::default();
+    assert_eq!(s.commands(), 0);
+    s.feed(b"CAPA\r\nUSER alice\r\nPASS secret word\r\nSTAT\r\nBOGUS\r\n");
+    drive(&mut s, &mut t, &Ok(()));
+    assert_eq!(s.commands(), 5, "unknown commands count too");
+    s.feed(b"QUIT\r\n");
+    drive(&mut s, &mut t, &Ok(()));
+    assert_eq!(s.commands(), 6);
+}

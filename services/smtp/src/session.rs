@@ -85,6 +85,8 @@ pub struct Session {
     closed: bool,
     auth_step: Option<AuthStep>,
     authenticated: Option<Authenticated>,
+    /// Command lines processed (for the driver's metrics).
+    commands: u64,
 }
 
 impl Session {
@@ -103,7 +105,13 @@ impl Session {
             closed: false,
             auth_step: None,
             authenticated: None,
+            commands: 0,
         }
+    }
+
+    /// Command lines processed so far (not DATA content, not AUTH responses).
+    pub fn commands(&self) -> u64 {
+        self.commands
     }
 
     /// True once the connection is TLS (implicit, or after STARTTLS).
@@ -385,6 +393,7 @@ impl Session {
     }
 
     fn command(&mut self, line: &[u8]) {
+        self.commands += 1;
         if line.contains(&0) {
             self.reply(Reply::NulInCommand);
             return;

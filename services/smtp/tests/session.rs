@@ -902,3 +902,15 @@ fn declared_size_reaches_the_recipient_check_and_quota_verdicts_reply_552() {
         "{text}"
     );
 }
+
+#[test]
+fn command_lines_are_counted_for_the_drivers_metrics() {
+    let mut d = Driver::new(config());
+    assert_eq!(d.session.commands(), 0);
+    d.feed(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n");
+    assert_eq!(d.session.commands(), 4);
+    // Message lines and the end of data are content, not commands.
+    d.feed(b"Subject: x\r\n\r\nHELO not a command\r\n.\r\nQUIT\r\n");
+    assert_eq!(d.session.commands(), 5, "{}", d.transcript.text());
+    assert_eq!(d.transcript.delivered.len(), 1);
+}

@@ -152,12 +152,12 @@ impl State {
         ttl: Duration,
     ) -> Result<()> {
         let now = Instant::now();
-        if self.committing.contains(addr) {
-            return Err(StoreError::InUse(addr.to_string()));
-        }
-        if let Some(holder) = self.lease_holder(addr, now)
-            && holder.session != session
-        {
+        let busy = self.committing.contains(addr)
+            || self
+                .lease_holder(addr, now)
+                .is_some_and(|holder| holder.session != session);
+        if busy {
+            metrics::counter!(crate::metrics::LEASE_CONFLICTS).increment(1);
             return Err(StoreError::InUse(addr.to_string()));
         }
         self.leases.insert(
@@ -207,7 +207,10 @@ impl Store {
     pub(super) fn begin_commit(&self, addr: &Address, epoch: u64) -> Result<Committing> {
         let ttl = self.inner.lease_ttl;
         let mut state = self.state();
-        state.lease_with(addr, epoch)?.expires = Instant::now() + ttl;
+        let lease = state.lease_with(addr, epoch).inspect_err(|_| {
+            metrics::counter!(crate::metrics::FENCED_COMMITS).increment(1);
+        })?;
+        lease.expires = Instant::now() + ttl;
         state.committing.insert(addr.clone());
         Ok(Committing {
             inner: self.inner.clone(),

@@ -18,6 +18,7 @@ impl Store {
     ) -> Result<Address> {
         let attempt = throttle::Attempt::new(&self.throttle_name(user), client_ip);
         if self.inner.throttle.check(&attempt) == throttle::Verdict::Refuse {
+            metrics::counter!(crate::metrics::THROTTLE_EVENTS, "event" => "refused").increment(1);
             tracing::warn!(%user, %client_ip, "login refused: too many failures for this name from this address");
             return Err(StoreError::Throttled);
         }
@@ -52,6 +53,9 @@ impl Store {
             }
         }
         let delay = self.inner.throttle.failed(&attempt);
+        if !delay.is_zero() {
+            metrics::counter!(crate::metrics::THROTTLE_EVENTS, "event" => "delayed").increment(1);
+        }
         tracing::info!(%user, %client_ip, ?delay, "login failed");
         tokio::time::sleep(delay).await;
         Err(StoreError::BadCredentials)

@@ -250,6 +250,11 @@ impl Store {
         lock_state(&self.inner)
     }
 
+    /// Local storage failed to sync and refuses writes until a restart (`/readyz` says so).
+    pub fn storage_failed(&self) -> bool {
+        self.inner.objects.failed()
+    }
+
     pub fn lease_ttl(&self) -> Duration {
         self.inner.lease_ttl
     }

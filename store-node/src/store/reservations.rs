@@ -78,6 +78,18 @@ pub(super) enum QuotaCheck {
     TooBig,
 }
 
+/// Every quota refusal (RCPT with SIZE, or a copy at delivery) is decided in
+/// [`State::quota_check`] and counted here, by the limit that refused it.
+fn refused(check: QuotaCheck, scope: &'static str) -> QuotaCheck {
+    let reason = match check {
+        QuotaCheck::TooBig => "too_big",
+        _ => "full",
+    };
+    metrics::counter!(crate::metrics::QUOTA_REFUSALS, "scope" => scope, "reason" => reason)
+        .increment(1);
+    check
+}
+
 impl State {
     pub(super) fn quota_check(&self, addr: &Address, size: u64) -> QuotaCheck {
         let (Some(mb), Some(dom)) = (self.mailboxes.get(addr), self.domains.get(&addr.domain))
@@ -85,17 +97,17 @@ impl State {
             return QuotaCheck::Fits;
         };
         let limits = [
-            (mb.quota, mb.used + mb.reserved),
-            (dom.quota, dom.used + dom.reserved),
+            ("mailbox", mb.quota, mb.used + mb.reserved),
+            ("domain", dom.quota, dom.used + dom.reserved),
         ];
-        if limits.iter().any(|(q, _)| q.is_some_and(|q| size > q)) {
-            return QuotaCheck::TooBig;
+        if let Some(&(scope, ..)) = limits.iter().find(|(_, q, _)| q.is_some_and(|q| size > q)) {
+            return refused(QuotaCheck::TooBig, scope);
         }
-        if limits
+        if let Some(&(scope, ..)) = limits
             .iter()
-            .any(|(q, used)| q.is_some_and(|q| used + size > q))
+            .find(|(_, q, used)| q.is_some_and(|q| used + size > q))
         {
-            return QuotaCheck::Full;
+            return refused(QuotaCheck::Full, scope);
         }
         QuotaCheck::Fits
     }
