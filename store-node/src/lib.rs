@@ -15,7 +15,8 @@
 //!   their push.
 //! - `nodes.rs`    — the live front-ends (`mailrootctl nodes`), listed by their settings streams.
 //! - `throttle.rs` — cluster-wide brute-force throttling of logins.
-//! - `grpc.rs`     — the gRPC services, the auth GUID / admin token checks.
+//! - `grpc/`       — the gRPC services and the auth GUID / admin token checks (`admin.rs`:
+//!   the administration service).
 //! - `error.rs`    — `StoreError` and its single mapping to gRPC statuses.
 //! - `metrics.rs`  — metric names and descriptions, and the `/readyz` check (the endpoints
 //!   themselves are `mailroot_common::telemetry`).
