@@ -51,6 +51,13 @@ pub use error::StoreError;
 pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// After the stop signal, how long calls in progress may take before the store exits anyway.
+/// Front-ends stop first (compose stops dependents first); a connection that is not closed
+/// by then (a client gone without a FIN, a proxy holding an idle connection) must not hold
+/// the process until Docker's SIGKILL. A delivery cut here was never answered 250: its sender
+/// retries, and a copy already linked is found again through its UIDL.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Opens the data directory, rebuilds the index and serves gRPC on `listener` until `shutdown`.
 /// With `metrics` (the `--metrics` listener), `/metrics`, `/healthz` and `/readyz` are served
 /// from the start: `/readyz` says 503 until the index is loaded, and again after a failed sync.
@@ -133,6 +140,7 @@ pub async fn run(
     // TCP_NODELAY, Nagle's algorithm holds the later ones until the front-end's delayed ACK
     // (~40 ms per RETR on loopback).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let stopping_seen = stopping.clone();
     let serve = server
         .add_service(front)
         .add_service(admin)
@@ -151,6 +159,16 @@ pub async fn run(
         ready.push_str(&format!(" metrics={m}"));
     }
     println!("{ready}");
-    serve.await?;
+    let grace = async {
+        stopping_seen.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = serve => served?,
+        () = grace => tracing::warn!(
+            grace = ?SHUTDOWN_GRACE,
+            "connections still open after the stop signal: exiting without them"
+        ),
+    }
     Ok(())
 }

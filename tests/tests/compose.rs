@@ -251,6 +251,22 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
         );
     }
 
+    // The store sees every scaled front-end as a node of its own (`mailrootctl nodes`).
+    eventually(
+        "mailrootctl nodes lists the 3 front-ends",
+        Duration::from_secs(60),
+        || {
+            let out = c.ctl(&["nodes"], None);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let ids: std::collections::HashSet<String> = text
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|id| uuid::Uuid::parse_str(id).is_ok())
+                .map(str::to_string)
+                .collect();
+            (out.status.success() && ids.len() == 3).then_some(())
+        },
+    );
     assert!(
         c.ctl(&["domain", "add", "example.test"], None)
             .status
