@@ -65,11 +65,25 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 "$BIN/mailroot-frontend" --hostname mx1.localhost --pop3 "$FE1_POP3" --smtp "$FE1_SMTP" \
-    --submission "$FE1_SUB" --smtps "$FE1_SMTPS" --pop3s "$FE1_POP3S" 2>>"$DATA/frontend-1.log" >/dev/null &
+    --submission "$FE1_SUB" --smtps "$FE1_SMTPS" --pop3s "$FE1_POP3S" 2>>"$DATA/frontend-1.log" >"$DATA/frontend-1.ready" &
 pids+=($!)
 "$BIN/mailroot-frontend" --hostname mx2.localhost --pop3 "$FE2_POP3" --smtp "$FE2_SMTP" \
-    --submission "$FE2_SUB" --smtps "$FE2_SMTPS" --pop3s "$FE2_POP3S" 2>>"$DATA/frontend-2.log" >/dev/null &
+    --submission "$FE2_SUB" --smtps "$FE2_SMTPS" --pop3s "$FE2_POP3S" 2>>"$DATA/frontend-2.log" >"$DATA/frontend-2.ready" &
 pids+=($!)
+# Each front-end prints MAILROOT_READY once it listens; one that exits instead (a port in use,
+# say) stops everything here, before "running" is claimed.
+for n in 1 2; do
+    pid=${pids[$n]}
+    for _ in $(seq 100); do
+        grep -q MAILROOT_READY "$DATA/frontend-$n.ready" 2>/dev/null && break
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "front-end $n did not start:" >&2
+            tail -n 5 "$DATA/frontend-$n.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+done
 
 "$BIN/mailrootctl" domain list | grep -qx "$DEMO_DOMAIN" || "$BIN/mailrootctl" domain add "$DEMO_DOMAIN"
 "$BIN/mailrootctl" mailbox list | grep -qx "$DEMO_USER" \
