@@ -341,7 +341,7 @@ impl Objects {
     /// one directory read and one `statx` per message on a blocking thread, so start-up can
     /// list many mailboxes in parallel.
     pub async fn list_messages(&self, domain: &str, local: &str) -> Result<Vec<(String, u64)>> {
-        let prefix = Path::from_iter(["mailboxes", domain, local, "messages"]);
+        let prefix = messages_dir_in(domain, local);
         let Some(l) = &self.local else {
             let listing = self.list(&prefix).await?;
             return Ok(listing
@@ -425,12 +425,7 @@ pub fn mailboxes_prefix() -> Path {
 }
 
 pub fn mailbox_meta_path(addr: &Address) -> Path {
-    Path::from_iter([
-        "mailboxes",
-        addr.domain.as_str(),
-        addr.local.as_str(),
-        "meta.json",
-    ])
+    meta_path_in(&addr.domain, &addr.local)
 }
 
 /// `mailboxes/<domain>/<local>/meta.json` from the directory's path segments.
@@ -438,34 +433,15 @@ pub fn meta_path_in(domain: &str, local: &str) -> Path {
     Path::from_iter(["mailboxes", domain, local, "meta.json"])
 }
 
+/// `mailboxes/<domain>/<local>/messages`: the directory of a mailbox's messages.
+pub fn messages_dir_in(domain: &str, local: &str) -> Path {
+    Path::from_iter(["mailboxes", domain, local, "messages"])
+}
+
 pub fn message_path(addr: &Address, uidl: &str) -> Path {
-    Path::from_iter([
-        "mailboxes",
-        addr.domain.as_str(),
-        addr.local.as_str(),
-        "messages",
-        uidl,
-    ])
+    message_path_in(&addr.domain, &addr.local, uidl)
 }
 
-/// What a listed object under `mailboxes/` is.
-pub enum MailboxObject<'a> {
-    Meta { dir: String },
-    Message { dir: String, uidl: &'a str },
-    Other,
-}
-
-/// Classifies a listed object; `dir` is the (encoded) `<domain>/<local>` key of its mailbox.
-pub fn classify(meta: &ObjectMeta) -> MailboxObject<'_> {
-    let parts: Vec<&str> = meta.location.as_ref().split('/').collect();
-    match parts.as_slice() {
-        ["mailboxes", d, l, "meta.json"] => MailboxObject::Meta {
-            dir: format!("{d}/{l}"),
-        },
-        ["mailboxes", d, l, "messages", uidl] if !uidl.contains('#') => MailboxObject::Message {
-            dir: format!("{d}/{l}"),
-            uidl,
-        },
-        _ => MailboxObject::Other,
-    }
+pub fn message_path_in(domain: &str, local: &str, uidl: &str) -> Path {
+    messages_dir_in(domain, local).child(uidl)
 }

@@ -77,15 +77,7 @@ impl Store {
                     tracing::warn!(mailbox = %format!("{local}@{domain}"), count = messages.len(), "removing messages of a deleted mailbox");
                     let orphans: Vec<_> = messages
                         .iter()
-                        .map(|(uidl, _)| {
-                            object_store::path::Path::from_iter([
-                                "mailboxes",
-                                &domain,
-                                &local,
-                                "messages",
-                                uidl,
-                            ])
-                        })
+                        .map(|(uidl, _)| objects::message_path_in(&domain, &local, uidl))
                         .collect();
                     objects.delete_many(&orphans).await?;
                 }
