@@ -443,5 +443,5 @@ pub fn message_path(addr: &Address, uidl: &str) -> Path {
 }
 
 pub fn message_path_in(domain: &str, local: &str, uidl: &str) -> Path {
-    messages_dir_in(domain, local).child(uidl)
+    messages_dir_in(domain, local).join(uidl)
 }
