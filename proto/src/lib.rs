@@ -42,10 +42,14 @@ pub enum Reason {
     Internal,
     /// The store is loading its index: try again shortly.
     Starting,
+    /// The submitting user sent more outbound messages this hour than the limit allows.
+    RateLimited,
+    /// No such outbound queue entry (or the claim on it is no longer held).
+    UnknownQueueEntry,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 22] = [
         Reason::UnknownDomain,
         Reason::DomainExists,
         Reason::DomainNotEmpty,
@@ -66,6 +70,8 @@ impl Reason {
         Reason::Corrupt,
         Reason::Internal,
         Reason::Starting,
+        Reason::RateLimited,
+        Reason::UnknownQueueEntry,
     ];
 
     /// The header value.
@@ -91,6 +97,8 @@ impl Reason {
             Reason::Corrupt => "corrupt",
             Reason::Internal => "internal",
             Reason::Starting => "starting",
+            Reason::RateLimited => "rate-limited",
+            Reason::UnknownQueueEntry => "unknown-queue-entry",
         }
     }
 

@@ -153,6 +153,7 @@ fn to_proto(r: &Record, directory_version: u64) -> Settings {
         version: r.version,
         directory_version,
         log_level: r.log_level,
+        ..Default::default()
     }
 }
 

@@ -175,6 +175,7 @@ async fn deliver(
             mail_from: envelope.mail_from.clone(),
             recipients: envelope.recipients.clone(),
             message: stored.into(),
+            ..Default::default()
         })
         .await;
     let (verdict, failures) = replies::deliver(result, &id);
@@ -216,6 +217,7 @@ async fn send_dsn(node: &Node, sender: &str, original: &[u8], failures: &[dsn::F
             mail_from: String::new(),
             recipients: vec![sender.to_string()],
             message: stored.into(),
+            ..Default::default()
         })
         .await;
     match replies::deliver(result, &id) {

@@ -125,6 +125,7 @@ impl Admin for AdminService {
                 bytes: c.bytes,
                 mailboxes_near_quota: c.mailboxes_near_quota,
                 domains_near_quota: c.domains_near_quota,
+                ..Default::default()
             }),
         }))
     }
@@ -254,6 +255,34 @@ impl Admin for AdminService {
         Ok(Response::new(ClearThrottleReply {
             cleared: cleared as u64,
         }))
+    }
+
+    async fn list_queue(&self, _req: Request<Empty>) -> Reply<ListQueueReply> {
+        Err(Status::unimplemented("the outbound queue is not built yet"))
+    }
+
+    async fn show_queue(&self, _req: Request<QueueIdRequest>) -> Reply<QueueInfo> {
+        Err(Status::unimplemented("the outbound queue is not built yet"))
+    }
+
+    async fn retry_queue(&self, _req: Request<QueueIdRequest>) -> Reply<Empty> {
+        Err(Status::unimplemented("the outbound queue is not built yet"))
+    }
+
+    async fn delete_queue(&self, _req: Request<QueueIdRequest>) -> Reply<Empty> {
+        Err(Status::unimplemented("the outbound queue is not built yet"))
+    }
+
+    async fn dkim_generate(&self, _req: Request<DkimGenerateRequest>) -> Reply<DkimGenerateReply> {
+        Err(Status::unimplemented("DKIM keys are not built yet"))
+    }
+
+    async fn dkim_list(&self, _req: Request<Empty>) -> Reply<DkimListReply> {
+        Err(Status::unimplemented("DKIM keys are not built yet"))
+    }
+
+    async fn dkim_delete(&self, _req: Request<DomainRequest>) -> Reply<Empty> {
+        Err(Status::unimplemented("DKIM keys are not built yet"))
     }
 
     async fn break_session(&self, req: Request<AddressRequest>) -> Reply<Empty> {

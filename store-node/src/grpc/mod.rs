@@ -328,6 +328,25 @@ impl StoreRpc for StoreService {
         Ok(Response::new(ReportNodeReply { registered }))
     }
 
+    async fn claim_queue(&self, _req: Request<ClaimQueueRequest>) -> Reply<ClaimQueueReply> {
+        Err(Status::unimplemented("the outbound queue is not built yet"))
+    }
+
+    type FetchQueuedStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<MessageChunk, Status>> + Send>>;
+
+    async fn fetch_queued(&self, _req: Request<QueueClaim>) -> Reply<Self::FetchQueuedStream> {
+        Err(Status::unimplemented("the outbound queue is not built yet"))
+    }
+
+    async fn renew_claim(&self, _req: Request<QueueClaim>) -> Reply<Empty> {
+        Err(Status::unimplemented("the outbound queue is not built yet"))
+    }
+
+    async fn report_delivery(&self, _req: Request<ReportDeliveryRequest>) -> Reply<Empty> {
+        Err(Status::unimplemented("the outbound queue is not built yet"))
+    }
+
     async fn close_maildrop(&self, req: Request<MaildropSession>) -> Reply<Empty> {
         let req = req.into_inner();
         self.store.get()?.close(&req.mailbox, req.epoch)?;
