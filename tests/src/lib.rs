@@ -9,6 +9,7 @@
 
 pub mod clients;
 pub mod http;
+pub mod remote;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;

@@ -80,7 +80,7 @@ fn stat_sums_per_domain_and_for_the_cluster() {
     assert_eq!(
         cluster_line(&out),
         format!(
-            "cluster: domains=2 mailboxes=3 messages=9 bytes={} mailboxes-near-quota=0 domains-near-quota=0",
+            "cluster: domains=2 mailboxes=3 messages=9 bytes={} mailboxes-near-quota=0 domains-near-quota=0 queue-entries=0 queue-recipients=0",
             example_bytes + other_bytes
         )
     );
@@ -100,7 +100,7 @@ fn stat_sums_per_domain_and_for_the_cluster() {
     let d = row(&out, "other.test");
     assert_eq!((d[4], d[5], d[6]), (pool.as_str(), "50%", "0"), "{out}");
     assert!(
-        cluster_line(&out).ends_with("mailboxes-near-quota=1 domains-near-quota=0"),
+        cluster_line(&out).contains("mailboxes-near-quota=1 domains-near-quota=0 queue-entries=0"),
         "{out}"
     );
 

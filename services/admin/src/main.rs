@@ -15,6 +15,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 mod cluster;
 mod nodes;
+mod queue;
 mod stat;
 use tonic::{Request, Status};
 
@@ -69,6 +70,41 @@ enum Command {
     /// Cluster bootstrap.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// The outbound queue: mail to other domains waiting for (another) delivery attempt.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+    /// DKIM keys (RFC 6376): front-ends sign what users submit from a domain that has one.
+    #[command(subcommand)]
+    Dkim(DkimCmd),
+}
+
+#[derive(Subcommand)]
+enum QueueCmd {
+    /// Every entry: age, size, attempts, next attempt, claiming node, sender, recipients.
+    List,
+    /// One entry, with each pending recipient's last diagnostic.
+    Show { id: String },
+    /// Attempt the entry now (its deferred recipients are tried at once).
+    Retry { id: String },
+    /// Remove the entry without telling the sender (like Postfix's `postsuper -d`).
+    Delete { id: String },
+}
+
+#[derive(Subcommand)]
+enum DkimCmd {
+    /// Make a key for DOMAIN (replacing its key) and print the DNS TXT record to publish at
+    /// SELECTOR._domainkey.DOMAIN. Signing starts at once.
+    Generate {
+        domain: String,
+        selector: String,
+        /// rsa (2048 bits) or ed25519 (RFC 8463; not every verifier knows it yet).
+        #[arg(long, default_value = "rsa")]
+        algorithm: String,
+    },
+    /// Every domain's key and its DNS record.
+    List,
+    /// Stop signing for DOMAIN and forget its key.
+    Delete { domain: String },
 }
 
 #[derive(Subcommand)]
@@ -102,8 +138,11 @@ enum ClusterCmd {
 #[derive(Subcommand)]
 enum ConfigCmd {
     /// `greeting TEXT` (at most 259 printable ASCII characters, no < or >; "" = default),
-    /// `require-secure-auth on|off`, or `log-level 0|1|2|3|default` (none, minimum = warn,
-    /// medium = info, maximum = debug; default = each node's RUST_LOG at start-up).
+    /// `require-secure-auth on|off`, `log-level 0|1|2|3|default` (none, minimum = warn,
+    /// medium = info, maximum = debug; default = each node's RUST_LOG at start-up); the
+    /// outbound queue's `queue-retry-min`, `queue-retry-max`, `queue-lifetime`,
+    /// `queue-delay-warning` (durations like 30s, 5m, 4h, 5d) and `outbound-limit N`
+    /// (messages to other domains per user per hour, 0 = unlimited).
     Set { key: String, value: String },
     /// Show every setting.
     Show,
@@ -451,6 +490,43 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
                 },
             );
             println!("log-level: {level}");
+            let duration = |ms: Option<u64>, default: &str| {
+                ms.map_or_else(
+                    || format!("{default} (default)"),
+                    |ms| format!("{}s", ms / 1000),
+                )
+            };
+            println!("queue-retry-min: {}", duration(s.queue_retry_min_ms, "5m"));
+            println!("queue-retry-max: {}", duration(s.queue_retry_max_ms, "1h"));
+            println!("queue-lifetime: {}", duration(s.queue_lifetime_ms, "5d"));
+            println!(
+                "queue-delay-warning: {}",
+                duration(s.queue_delay_warning_ms, "4h")
+            );
+            println!(
+                "outbound-limit: {}",
+                s.outbound_limit.map_or_else(
+                    || "200 (default)".to_string(),
+                    |n| if n == 0 {
+                        "unlimited".to_string()
+                    } else {
+                        format!("{n} per user per hour")
+                    }
+                )
+            );
+            let keys: Vec<String> = s
+                .dkim_keys
+                .iter()
+                .map(|k| format!("{}:{}", k.domain, k.selector))
+                .collect();
+            println!(
+                "dkim: {}",
+                if keys.is_empty() {
+                    "(no keys)".to_string()
+                } else {
+                    keys.join(" ")
+                }
+            );
             println!("version: {}", s.version);
         }
         Command::Throttle(ThrottleCmd::List { filter }) => {
@@ -505,6 +581,49 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
             println!("{cleared} throttle {noun}{what} cleared");
         }
         Command::Cluster(_) => unreachable!("handled before connecting"),
+        Command::Queue(QueueCmd::List) => {
+            let entries = c.list_queue(Empty {}).await?.into_inner().entries;
+            queue::print_list(&entries);
+        }
+        Command::Queue(QueueCmd::Show { id }) => {
+            let entry = c.show_queue(QueueIdRequest { id }).await?.into_inner();
+            queue::print_entry(&entry);
+        }
+        Command::Queue(QueueCmd::Retry { id }) => {
+            c.retry_queue(QueueIdRequest { id: id.clone() }).await?;
+            println!("queue entry {id} is due now");
+        }
+        Command::Queue(QueueCmd::Delete { id }) => {
+            c.delete_queue(QueueIdRequest { id: id.clone() }).await?;
+            println!("queue entry {id} deleted");
+        }
+        Command::Dkim(DkimCmd::Generate {
+            domain,
+            selector,
+            algorithm,
+        }) => {
+            let r = c
+                .dkim_generate(DkimGenerateRequest {
+                    domain: domain.clone(),
+                    selector,
+                    algorithm,
+                })
+                .await?
+                .into_inner();
+            println!("DKIM key for {domain} made; publish this DNS record:");
+            println!("{} IN TXT \"{}\"", r.name, r.txt);
+        }
+        Command::Dkim(DkimCmd::List) => {
+            let keys = c.dkim_list(Empty {}).await?.into_inner().keys;
+            queue::print_dkim(&keys);
+        }
+        Command::Dkim(DkimCmd::Delete { domain }) => {
+            c.dkim_delete(DomainRequest {
+                domain: domain.clone(),
+            })
+            .await?;
+            println!("DKIM key of {domain} deleted; its mail is no longer signed");
+        }
         Command::Alias(AliasCmd::Add { alias, targets }) => {
             c.add_alias(AliasRequest {
                 alias: alias.clone(),

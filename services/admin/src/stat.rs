@@ -119,8 +119,15 @@ fn print_domains(domains: &[DomainStat]) {
 /// One `key=value` line, for people and scripts alike.
 fn print_cluster(c: &ClusterStat) {
     println!(
-        "cluster: domains={} mailboxes={} messages={} bytes={} mailboxes-near-quota={} domains-near-quota={}",
-        c.domains, c.mailboxes, c.messages, c.bytes, c.mailboxes_near_quota, c.domains_near_quota
+        "cluster: domains={} mailboxes={} messages={} bytes={} mailboxes-near-quota={} domains-near-quota={} queue-entries={} queue-recipients={}",
+        c.domains,
+        c.mailboxes,
+        c.messages,
+        c.bytes,
+        c.mailboxes_near_quota,
+        c.domains_near_quota,
+        c.queue_entries,
+        c.queue_recipients
     );
 }
 

@@ -35,6 +35,11 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 30;
 pub const STORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const STORE_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 pub const STORE_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Outbound queue entries one front-end delivers at once.
+pub const DEFAULT_OUTBOUND_WORKERS: usize = 8;
+/// Connections at once from one front-end to one destination domain (Postfix: 20 per
+/// destination for the whole server; several front-ends share a destination here).
+pub const DEFAULT_OUTBOUND_PER_DESTINATION: usize = 5;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -112,6 +117,41 @@ pub struct FrontendConfig {
     /// digits, `-`, `_`, `.` and `:`, at most 64.
     #[arg(long, env = "MAILROOT_NODE_ID")]
     pub node_id: Option<String>,
+    /// Outbound queue entries this node delivers at once (0: this node runs no delivery
+    /// worker; another front-end delivers).
+    #[arg(long, env = "MAILROOT_OUTBOUND_WORKERS", default_value_t = DEFAULT_OUTBOUND_WORKERS)]
+    pub outbound_workers: usize,
+    /// Connections at once from this node to one destination domain (or the relay host).
+    #[arg(long, env = "MAILROOT_OUTBOUND_PER_DESTINATION", default_value_t = DEFAULT_OUTBOUND_PER_DESTINATION)]
+    pub outbound_per_destination: usize,
+    /// Name servers for MX lookups, `IP:PORT` (comma-separated or repeated); default: the
+    /// system's (/etc/resolv.conf).
+    #[arg(
+        long = "dns-server",
+        env = "MAILROOT_DNS_SERVERS",
+        value_delimiter = ','
+    )]
+    pub dns_server: Vec<String>,
+    /// TCP port of remote mail exchangers (RFC 5321: 25).
+    #[arg(long, env = "MAILROOT_OUTBOUND_PORT", default_value_t = 25)]
+    pub outbound_port: u16,
+    /// Send all outbound mail through this smarthost (`HOST:PORT`) instead of looking up MX
+    /// records (a provider's relay). STARTTLS is used when offered.
+    #[arg(long, env = "MAILROOT_RELAY_HOST")]
+    pub relay_host: Option<String>,
+    /// AUTH user for `--relay-host` (sent only over TLS).
+    #[arg(long, env = "MAILROOT_RELAY_USER")]
+    pub relay_user: Option<String>,
+    /// AUTH password for `--relay-host` (prefer the environment variable).
+    #[arg(long, env = "MAILROOT_RELAY_PASSWORD", hide_env_values = true)]
+    pub relay_password: Option<String>,
+    /// Seconds each step of an outbound SMTP conversation may take (default: RFC 5321
+    /// §4.5.3.2's limits, 2 to 10 minutes per step).
+    #[arg(long, env = "MAILROOT_OUTBOUND_TIMEOUT")]
+    pub outbound_timeout: Option<u64>,
+    /// Defer instead of sending in clear when a remote server offers no STARTTLS.
+    #[arg(long, env = "MAILROOT_OUTBOUND_REQUIRE_TLS")]
+    pub outbound_require_tls: bool,
     #[command(flatten)]
     pub log: mailroot_common::logging::LogArgs,
 }
@@ -146,6 +186,19 @@ impl FrontendConfig {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("--tls-cert and --tls-key go together".into());
         }
+        self.dns_servers()?;
+        if let Some(relay) = &self.relay_host {
+            split_host_port("relay-host", relay)?;
+        }
+        if self.relay_user.is_some() != self.relay_password.is_some() {
+            return Err("--relay-user and --relay-password go together".into());
+        }
+        if self.outbound_per_destination == 0 {
+            return Err("--outbound-per-destination: must be at least 1".into());
+        }
+        if self.outbound_timeout == Some(0) {
+            return Err("--outbound-timeout: must be at least 1 second".into());
+        }
         if let Some(id) = &self.node_id
             && (id.is_empty()
                 || id.len() > 64
@@ -159,4 +212,34 @@ impl FrontendConfig {
         }
         Ok(())
     }
+}
+
+impl FrontendConfig {
+    /// `--dns-server`: None = the system's name servers.
+    pub fn dns_servers(&self) -> Result<Option<Vec<std::net::SocketAddr>>, String> {
+        if self.dns_server.is_empty() {
+            return Ok(None);
+        }
+        self.dns_server
+            .iter()
+            .map(|s| {
+                s.trim().parse().map_err(|_| {
+                    format!("--dns-server: {s:?} is not an IP:PORT address (e.g. 127.0.0.1:53)")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+}
+
+/// `HOST:PORT` (a bracketed IPv6 literal allowed).
+pub fn split_host_port(flag: &str, text: &str) -> Result<(String, u16), String> {
+    let bad = || format!("--{flag}: {text:?} is not HOST:PORT");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
 }

@@ -6,7 +6,8 @@
 //! - `store_client.rs` — gRPC client: auth GUID stamping, reconnects, `backon` retries.
 //! - `replies.rs`      — the ONE table from store answers to POP3/SMTP verdicts.
 //! - `smtp_conn.rs`    — drives `smtp::Session` (services/smtp) over a socket; trace headers.
-//! - `dsn.rs`          — RFC 3464 delivery status notifications for partly failed deliveries.
+//! - `dkim.rs`         — DKIM signing of submitted mail with the From: domain's key.
+//! - `delivery.rs`     — outbound delivery workers: claim queue entries, deliver, report.
 //! - `pop3_conn.rs`    — drives `pop3::Session` (services/pop3) over a socket.
 //! - `proxy.rs`        — PROXY protocol v2 from the load balancer (real client addresses).
 //! - `recipients.rs`   — RCPT answers cached per directory version (no store call per RCPT).
@@ -18,6 +19,8 @@
 //! - `lib.rs`          — `Node` (shared per-process state), `Service` and the accept loops.
 
 pub mod config;
+pub mod delivery;
+pub mod dkim;
 pub mod drain;
 pub mod dsn;
 pub mod health;
@@ -453,8 +456,13 @@ pub async fn run(
         .into_iter()
         .map(|(service, l)| tokio::spawn(accept_loop(l, node.clone(), service)))
         .collect();
+    // Outbound delivery workers (`delivery.rs`): they stop claiming at the stop signal and
+    // finish the delivery in hand, within the drain time.
+    let stop_workers = tokio_util::sync::CancellationToken::new();
+    let workers = delivery::start(&node, stop_workers.clone()).map_err(std::io::Error::other)?;
     shutdown.await;
     node.health.set_draining();
+    stop_workers.cancel();
     for t in &tasks {
         t.abort();
     }
@@ -467,9 +475,16 @@ pub async fn run(
         sessions = node.drain.open(),
         "stopping: listeners closed, new connections are refused"
     );
-    node.drain
-        .finish(Duration::from_secs(node.config.drain_timeout))
-        .await;
+    let drain = Duration::from_secs(node.config.drain_timeout);
+    let (_, finished) = tokio::join!(
+        node.drain.finish(drain),
+        tokio::time::timeout(drain, futures::future::join_all(workers))
+    );
+    if finished.is_err() {
+        tracing::warn!(
+            "outbound deliveries still running at the end of the drain time; their entries are attempted again"
+        );
+    }
     Ok(())
 }
 

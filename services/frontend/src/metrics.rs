@@ -36,6 +36,11 @@ pub const SMTP_DATA_SECONDS: &str = "mailroot_smtp_data_seconds";
 pub const POP3_LOGIN_SECONDS: &str = "mailroot_pop3_login_seconds";
 /// RETR/TOP from the request until the whole message is queued for the client.
 pub const POP3_RETR_SECONDS: &str = "mailroot_pop3_retr_seconds";
+/// Outbound recipients attempted by this node's delivery workers, by `outcome` (delivered,
+/// deferred, failed).
+pub const OUTBOUND_RECIPIENTS: &str = "mailroot_outbound_recipients_total";
+/// One queue entry's delivery attempt, claim to report.
+pub const OUTBOUND_ATTEMPT_SECONDS: &str = "mailroot_outbound_attempt_seconds";
 /// Store calls made by this node, by `method` and `result` (ok, error, unavailable),
 /// retries included: what a session waited.
 pub const STORE_RPC_SECONDS: &str = "mailroot_store_rpc_seconds";
@@ -91,6 +96,15 @@ pub fn describe() {
     describe_gauge!(
         SETTINGS_LIVE,
         "1 while the settings stream from the store is open"
+    );
+    describe_counter!(
+        OUTBOUND_RECIPIENTS,
+        "Outbound recipients attempted by this node, by outcome (delivered, deferred, failed)"
+    );
+    describe_histogram!(
+        OUTBOUND_ATTEMPT_SECONDS,
+        Unit::Seconds,
+        "One outbound queue entry's delivery attempt, claim to report"
     );
 }
 

@@ -4,7 +4,6 @@
 use proto::Reason;
 use proto::v1::{CheckRecipientReply, DeliverReply, RecipientStatus};
 
-use crate::dsn;
 use tonic::Status;
 
 /// The store's machine-readable reason for a failure (`None` when it never reached the store).
@@ -17,15 +16,14 @@ fn log_temp(what: &str, status: &Status) {
 }
 
 /// RCPT verdict. `authenticated`: the client passed SMTP AUTH on a submission port, so a
-/// non-hosted recipient is outbound mail rather than a relay attempt.
+/// non-hosted recipient is outbound mail (queued by the store at DATA) rather than a relay
+/// attempt.
 pub fn rcpt(result: Result<CheckRecipientReply, Status>, authenticated: bool) -> smtp::RcptVerdict {
     match result {
         Ok(r) => match RecipientStatus::try_from(r.status) {
             Ok(RecipientStatus::Accept) => smtp::RcptVerdict::Accept,
             Ok(RecipientStatus::UnknownUser) => smtp::RcptVerdict::UnknownUser,
-            Ok(RecipientStatus::RelayDenied) if authenticated => {
-                smtp::RcptVerdict::Refused(NO_OUTBOUND.to_string())
-            }
+            Ok(RecipientStatus::RelayDenied) if authenticated => smtp::RcptVerdict::Accept,
             Ok(RecipientStatus::RelayDenied) => smtp::RcptVerdict::RelayDenied,
             Ok(RecipientStatus::MailboxFull) => smtp::RcptVerdict::MailboxFull,
             Ok(RecipientStatus::TooBig) => smtp::RcptVerdict::TooBig,
@@ -37,11 +35,6 @@ pub fn rcpt(result: Result<CheckRecipientReply, Status>, authenticated: bool) ->
         }
     }
 }
-
-/// Said to an authenticated sender for a non-hosted recipient until the outbound queue exists:
-/// refused clearly at RCPT time, never accepted and dropped.
-pub const NO_OUTBOUND: &str =
-    "delivery to other domains is not available yet (no outbound queue); not accepted";
 
 pub fn smtp_auth(result: Result<proto::v1::AuthenticateReply, Status>) -> smtp::AuthVerdict {
     match result {
@@ -63,74 +56,52 @@ pub fn smtp_auth(result: Result<proto::v1::AuthenticateReply, Status>) -> smtp::
     }
 }
 
-/// The DATA verdict for a store delivery, plus the recipients that must go into a DSN.
-pub fn deliver(
-    result: Result<DeliverReply, Status>,
-    id: &str,
-) -> (smtp::DeliverVerdict, Vec<dsn::Failure>) {
+/// The DATA verdict for a store delivery. Recipients that failed while others were stored or
+/// queued are reported to the sender in a DSN that the store itself made and stored or queued
+/// before it answered (store-node/src/store/delivery.rs), so the 250 never precedes a lost DSN.
+pub fn deliver(result: Result<DeliverReply, Status>, id: &str) -> smtp::DeliverVerdict {
     let reply = match result {
         Ok(reply) => reply,
-        Err(status) if reason(&status) == Some(Reason::UnknownMailbox) => {
-            return (
-                smtp::DeliverVerdict::Rejected("recipient mailbox no longer exists".into()),
-                vec![],
-            );
-        }
         Err(status) => {
-            log_temp("DATA", &status);
-            return (smtp::DeliverVerdict::TempFailure, vec![]);
+            return match reason(&status) {
+                Some(Reason::UnknownMailbox) => {
+                    smtp::DeliverVerdict::Rejected("recipient mailbox no longer exists".into())
+                }
+                Some(Reason::RateLimited) => smtp::DeliverVerdict::RateLimited,
+                _ => {
+                    log_temp("DATA", &status);
+                    smtp::DeliverVerdict::TempFailure
+                }
+            };
         }
     };
-    let mut failures = Vec::new();
     let mut any_stored = false;
     let mut all_too_big = true;
     let mut all_quota = true;
     for r in &reply.results {
         let status = RecipientStatus::try_from(r.status).unwrap_or(RecipientStatus::Unspecified);
         // An alias whose targets partly failed still reached the others.
-        any_stored |= !r.stored_mailboxes.is_empty();
-        let (code, diagnostic) = match status {
-            RecipientStatus::Accept => continue,
-            RecipientStatus::MailboxFull => ("5.2.2", "552 5.2.2 mailbox full"),
-            RecipientStatus::TooBig => ("5.2.3", "552 5.2.3 message larger than the mailbox quota"),
-            RecipientStatus::UnknownUser => ("5.1.1", "550 5.1.1 no such user here"),
-            _ => ("5.0.0", "554 5.0.0 delivery failed"),
-        };
+        any_stored |= !r.stored_mailboxes.is_empty() || status == RecipientStatus::Queued;
+        if matches!(status, RecipientStatus::Accept | RecipientStatus::Queued) {
+            continue;
+        }
         all_too_big &= status == RecipientStatus::TooBig;
         all_quota &= matches!(
             status,
             RecipientStatus::TooBig | RecipientStatus::MailboxFull
         );
-        let targets: Vec<String> = if r.failed_mailboxes.is_empty() {
-            vec![r.recipient.clone()]
-        } else {
-            r.failed_mailboxes.clone()
-        };
-        for recipient in targets {
-            failures.push(dsn::Failure {
-                recipient,
-                status: code,
-                diagnostic: diagnostic.to_string(),
-            });
-        }
     }
     // RFC 5321 §6.1: once one copy is stored the answer is 250, and every recipient that
     // failed after that is reported in a DSN, never by a 5xx that would make the client send
     // the stored copies again.
     if any_stored {
-        (
-            smtp::DeliverVerdict::Stored { id: id.to_string() },
-            failures,
-        )
+        smtp::DeliverVerdict::Stored { id: id.to_string() }
     } else if all_too_big {
-        (smtp::DeliverVerdict::TooBig, vec![])
+        smtp::DeliverVerdict::TooBig
     } else if all_quota {
-        (smtp::DeliverVerdict::MailboxFull, vec![])
+        smtp::DeliverVerdict::MailboxFull
     } else {
-        (
-            smtp::DeliverVerdict::Rejected("no recipient could take the message".into()),
-            vec![],
-        )
+        smtp::DeliverVerdict::Rejected("no recipient could take the message".into())
     }
 }
 

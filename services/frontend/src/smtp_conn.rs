@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use proto::v1::DeliverRequest;
+use proto::v1::{DeliverRequest, DsnRet, Notify, RecipientParams};
 use tokio::io::AsyncWriteExt;
 
 use crate::metrics::Meter;
 use crate::tls::{Conn, Input};
-use crate::{Node, Service, dsn, replies};
+use crate::{Node, Service, replies};
 
 const IDLE_TIMEOUT_REPLY: &[u8] = b"421 4.4.2 idle timeout, closing connection\r\n";
 
@@ -154,9 +154,10 @@ fn account_data<'a>(
     }
 }
 
-/// Stores the message for every accepted recipient. When the store could place it for some
-/// recipients but not others (quota), the message is accepted and the sender gets a DSN for
-/// the rest (RFC 3464); when it could place it for none, the whole DATA is refused.
+/// Stores the message for every accepted recipient and queues it for those in other domains
+/// (authenticated submissions only). When the store could place it for some recipients but not
+/// others (quota), the message is accepted and the store sends the sender a DSN for the rest
+/// (RFC 3464); when it could place it for none, the whole DATA is refused.
 async fn deliver(
     node: &Node,
     peer: SocketAddr,
@@ -165,9 +166,19 @@ async fn deliver(
 ) -> smtp::DeliverVerdict {
     let id = uuid::Uuid::now_v7().to_string();
     let trace = trace_headers(node, peer, &envelope, &id);
-    let mut stored = Vec::with_capacity(trace.len() + message.len());
+    // DKIM (RFC 6376) for mail our own users submit, when the From: domain has a key.
+    let signature = envelope
+        .authenticated
+        .as_ref()
+        .and_then(|_| crate::dkim::sign(&node.settings.borrow(), &message));
+    let mut stored =
+        Vec::with_capacity(trace.len() + signature.as_ref().map_or(0, String::len) + message.len());
     stored.extend_from_slice(trace.as_bytes());
+    if let Some(signature) = &signature {
+        stored.extend_from_slice(signature.as_bytes());
+    }
     stored.extend_from_slice(&message);
+    drop(message);
     let result = node
         .store
         .deliver(DeliverRequest {
@@ -175,56 +186,39 @@ async fn deliver(
             mail_from: envelope.mail_from.clone(),
             recipients: envelope.recipients.clone(),
             message: stored.into(),
-            ..Default::default()
+            authenticated_user: envelope.authenticated.clone().unwrap_or_default(),
+            reporting_host: node.config.hostname.clone(),
+            envid: envelope.envid.clone().unwrap_or_default(),
+            ret: match envelope.ret {
+                None => DsnRet::Unspecified,
+                Some(smtp::Ret::Full) => DsnRet::Full,
+                Some(smtp::Ret::Headers) => DsnRet::Hdrs,
+            } as i32,
+            recipient_params: envelope.params.iter().map(recipient_params).collect(),
         })
         .await;
-    let (verdict, failures) = replies::deliver(result, &id);
-    tracing::info!(%id, %peer, from = %envelope.mail_from, to = ?envelope.recipients, ?verdict, failed = failures.len(), "DATA done");
-    if matches!(verdict, smtp::DeliverVerdict::Stored { .. }) && !failures.is_empty() {
-        send_dsn(node, &envelope.mail_from, &message, &failures).await;
-    }
+    let verdict = replies::deliver(result, &id);
+    tracing::info!(%id, %peer, from = %envelope.mail_from, to = ?envelope.recipients, ?verdict, signed = signature.is_some(), "DATA done");
     verdict
 }
 
-/// Delivers a DSN to a hosted sender. A null sender never gets one (RFC 3464 §2, no loops);
-/// a remote sender cannot get one until the outbound queue exists, which is logged.
-async fn send_dsn(node: &Node, sender: &str, original: &[u8], failures: &[dsn::Failure]) {
-    if sender.is_empty() {
-        return;
-    }
-    let hosted = node
-        .store
-        .check_recipient(sender, 0)
-        .await
-        .is_ok_and(|r| r.status == proto::v1::RecipientStatus::Accept as i32);
-    if !hosted {
-        tracing::warn!(%sender, failed = failures.len(), "DSN not sent: the sender is not hosted here and there is no outbound queue yet");
-        return;
-    }
-    let report = dsn::build(&node.config.hostname, sender, original, failures);
-    let id = uuid::Uuid::now_v7().to_string();
-    let mut stored = format!(
-        "Return-Path: <>\r\nReceived: by {host} with LOCAL id {id};\r\n\t{date}\r\n",
-        host = node.config.hostname,
-        date = httpdate::fmt_http_date(std::time::SystemTime::now()),
-    )
-    .into_bytes();
-    stored.extend_from_slice(&report);
-    let result = node
-        .store
-        .deliver(DeliverRequest {
-            delivery_id: id.clone(),
-            mail_from: String::new(),
-            recipients: vec![sender.to_string()],
-            message: stored.into(),
-            ..Default::default()
-        })
-        .await;
-    match replies::deliver(result, &id) {
-        (smtp::DeliverVerdict::Stored { .. }, f) if f.is_empty() => {
-            tracing::info!(%sender, %id, "DSN delivered");
+/// RFC 3461 NOTIFY/ORCPT as the store takes them.
+fn recipient_params(p: &smtp::RcptParams) -> RecipientParams {
+    let n = p.notify;
+    let mut notify = 0;
+    for (on, bit) in [
+        (n.never, Notify::Never),
+        (n.success, Notify::Success),
+        (n.failure, Notify::Failure),
+        (n.delay, Notify::Delay),
+    ] {
+        if on {
+            notify |= bit as u32;
         }
-        (verdict, _) => tracing::warn!(%sender, ?verdict, "DSN could not be delivered"),
+    }
+    RecipientParams {
+        notify,
+        orcpt: p.orcpt.clone().unwrap_or_default(),
     }
 }
 

@@ -348,4 +348,79 @@ impl StoreClient {
         .await
         .map(|_| ())
     }
+
+    /// Claims up to `max` due outbound queue entries for this node, waiting in the store up to
+    /// `wait` for one to become due (`delivery.rs`). One try: the worker loop is the retry.
+    pub async fn claim_queue(
+        &self,
+        node_id: &str,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<QueueEntry>, Status> {
+        let req = ClaimQueueRequest {
+            node_id: node_id.to_string(),
+            max,
+            wait_ms: wait.as_millis() as u64,
+        };
+        let started = Instant::now();
+        let result = self
+            .inner
+            .clone()
+            .claim_queue(req)
+            .await
+            .map(|r| r.into_inner().entries);
+        self.observe("claim_queue", started, &result);
+        result
+    }
+
+    /// The claimed entry's message, whole (the worker sends it to several destinations).
+    pub async fn fetch_queued(&self, claim: &QueueClaim) -> Result<Vec<u8>, Status> {
+        let started = Instant::now();
+        let result = async {
+            let mut stream = self
+                .call("fetch_queued", |mut c| {
+                    let req = claim.clone();
+                    async move { c.fetch_queued(req).await }
+                })
+                .await?;
+            let mut message = Vec::new();
+            while let Some(chunk) = stream.message().await? {
+                message.extend_from_slice(&chunk.data);
+            }
+            Ok(message)
+        }
+        .await;
+        self.observe("fetch_queued_body", started, &result);
+        result
+    }
+
+    /// One renewal try; the renewal loop itself is the retry.
+    pub async fn renew_claim(&self, claim: &QueueClaim) -> Result<(), Status> {
+        let started = Instant::now();
+        let result = self
+            .inner
+            .clone()
+            .renew_claim(claim.clone())
+            .await
+            .map(|_| ());
+        self.observe("renew_claim", started, &result);
+        result
+    }
+
+    pub async fn report_delivery(
+        &self,
+        claim: &QueueClaim,
+        results: Vec<DeliveryResult>,
+    ) -> Result<(), Status> {
+        self.call("report_delivery", |mut c| {
+            let req = ReportDeliveryRequest {
+                id: claim.id.clone(),
+                claim: claim.claim,
+                results: results.clone(),
+            };
+            async move { c.report_delivery(req).await }
+        })
+        .await
+        .map(|_| ())
+    }
 }

@@ -2,14 +2,20 @@
 //!
 //! The verb is split off here so the session can check command sequence (503) before syntax;
 //! EHLO/HELO/MAIL/RCPT arguments are parsed by `smtp-proto` (RFC 5321 4.1.1, 4.1.2), and this
-//! module narrows its result to what we advertise: SIZE (RFC 1870) and BODY=7BIT|8BITMIME
-//! (RFC 6152). Anything else is refused with 555 (RFC 5321 4.1.1.11).
+//! module narrows its result to what we advertise: SIZE (RFC 1870), BODY=7BIT|8BITMIME
+//! (RFC 6152) and the DSN parameters RET, ENVID, NOTIFY and ORCPT (RFC 3461). Anything else is
+//! refused with 555 (RFC 5321 4.1.1.11).
 
 use std::borrow::Cow;
 
-use smtp_proto::{Error as ParseError, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MailFrom, Request};
+use smtp_proto::{
+    Error as ParseError, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_RET_FULL, MAIL_RET_HDRS,
+    MailFrom, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS,
+    Request,
+};
 
 use crate::reply::Reply;
+use crate::{Notify, RcptParams, Ret};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verb {
@@ -98,6 +104,10 @@ pub(crate) fn parse_hello(line: &[u8]) -> Result<String, Reply> {
 pub(crate) struct Mail {
     pub from: String,
     pub size: Option<u64>,
+    /// RFC 3461 4.3 RET.
+    pub ret: Option<Ret>,
+    /// RFC 3461 4.4 ENVID (xtext decoded).
+    pub envid: Option<String>,
 }
 
 /// `MAIL FROM:<reverse-path> [SIZE=n] [BODY=7BIT|8BITMIME]`.
@@ -130,18 +140,29 @@ pub(crate) fn parse_mail(line: &[u8], args: &[u8]) -> Result<Mail, Reply> {
         None if from.size != 0 => Some(from.size as u64),
         None => None,
     };
+    // RFC 3461 4.3: RET=FULL and RET=HDRS together is a syntax error.
+    let ret = match (
+        from.flags & MAIL_RET_FULL != 0,
+        from.flags & MAIL_RET_HDRS != 0,
+    ) {
+        (true, true) => return Err(Reply::MailSyntax),
+        (true, false) => Some(Ret::Full),
+        (false, true) => Some(Ret::Headers),
+        (false, false) => None,
+    };
     Ok(Mail {
         from: from.address,
         size,
+        ret,
+        envid: from.env_id,
     })
 }
 
 /// Only extensions from our EHLO reply may appear on MAIL (RFC 5321 4.1.1.11).
 fn only_advertised_mail_params(from: &MailFrom<String>) -> bool {
-    from.flags & !(MAIL_BODY_7BIT | MAIL_BODY_8BITMIME) == 0
+    from.flags & !(MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_RET_FULL | MAIL_RET_HDRS) == 0
         && from.trans_id.is_none()
         && from.by == 0
-        && from.env_id.is_none()
         && from.solicit.is_none()
         && from.mtrk.is_none()
         && from.auth.is_none()
@@ -150,22 +171,36 @@ fn only_advertised_mail_params(from: &MailFrom<String>) -> bool {
         && from.mt_priority == 0
 }
 
-/// `RCPT TO:<forward-path>` (RFC 5321 4.1.1.3). `<Postmaster>` without a domain is passed
-/// through as `postmaster` (RFC 5321 4.5.1).
-pub(crate) fn parse_rcpt(line: &[u8], args: &[u8]) -> Result<String, Reply> {
+/// `RCPT TO:<forward-path> [NOTIFY=...] [ORCPT=rfc822;...]` (RFC 5321 4.1.1.3, RFC 3461 4.1,
+/// 4.2). `<Postmaster>` without a domain is passed through as `postmaster` (RFC 5321 4.5.1).
+pub(crate) fn parse_rcpt(line: &[u8], args: &[u8]) -> Result<(String, RcptParams), Reply> {
     let to = match parse_request(line) {
         Ok(Request::Rcpt { to }) => to,
         Err(ParseError::UnsupportedParameter { .. }) => return Err(Reply::UnsupportedRcptParam),
         _ => return Err(Reply::RcptSyntax),
     };
-    // No DSN (RFC 3461), RRVS (RFC 7293) or CONNEG advertised.
-    if to.orcpt.is_some() || to.flags != 0 || to.rrvs != 0 {
+    // No RRVS (RFC 7293) or CONNEG advertised.
+    if to.rrvs != 0 {
         return Err(Reply::UnsupportedRcptParam);
     }
+    let notify = Notify {
+        never: to.flags & RCPT_NOTIFY_NEVER != 0,
+        success: to.flags & RCPT_NOTIFY_SUCCESS != 0,
+        failure: to.flags & RCPT_NOTIFY_FAILURE != 0,
+        delay: to.flags & RCPT_NOTIFY_DELAY != 0,
+    };
+    // RFC 3461 4.1: NEVER stands alone.
+    if notify.never && (notify.success || notify.failure || notify.delay) {
+        return Err(Reply::RcptSyntax);
+    }
+    let params = RcptParams {
+        notify,
+        orcpt: to.orcpt.map(|a| format!("rfc822;{a}")),
+    };
     if to.address.is_empty() {
         return match bracketed(args) {
             Some(inner) if inner.trim().eq_ignore_ascii_case("postmaster") => {
-                Ok("postmaster".to_string())
+                Ok(("postmaster".to_string(), params))
             }
             _ => Err(Reply::RcptSyntax),
         };
@@ -173,7 +208,7 @@ pub(crate) fn parse_rcpt(line: &[u8], args: &[u8]) -> Result<String, Reply> {
     if !is_mailbox(&to.address) {
         return Err(Reply::RcptSyntax);
     }
-    Ok(to.address)
+    Ok((to.address, params))
 }
 
 /// `local-part@domain` with both parts present (RFC 5321 4.1.2 `Mailbox`); smtp-proto lets
@@ -238,6 +273,10 @@ mod tests {
     }
 
     fn rcpt(line: &str) -> Result<String, Reply> {
+        rcpt_params(line).map(|(a, _)| a)
+    }
+
+    fn rcpt_params(line: &str) -> Result<(String, RcptParams), Reply> {
         let (_, args) = verb(line.as_bytes());
         parse_rcpt(line.as_bytes(), args)
     }
@@ -248,7 +287,9 @@ mod tests {
             mail("MAIL FROM:<a@b.c>"),
             Ok(Mail {
                 from: "a@b.c".into(),
-                size: None
+                size: None,
+                ret: None,
+                envid: None,
             })
         );
         assert_eq!(mail("MAIL FROM:<a@b.c> SIZE=0").unwrap().size, Some(0));
@@ -268,8 +309,17 @@ mod tests {
             Err(Reply::UnsupportedMailParam)
         );
         assert_eq!(
-            mail("MAIL FROM:<a@b.c> RET=FULL"),
-            Err(Reply::UnsupportedMailParam)
+            mail("MAIL FROM:<a@b.c> RET=FULL").unwrap().ret,
+            Some(Ret::Full)
+        );
+        let m = mail("MAIL FROM:<a@b.c> RET=HDRS ENVID=QQ314159").unwrap();
+        assert_eq!(
+            (m.ret, m.envid.as_deref()),
+            (Some(Ret::Headers), Some("QQ314159"))
+        );
+        assert_eq!(
+            mail("MAIL FROM:<a@b.c> RET=FULL RET=HDRS"),
+            Err(Reply::MailSyntax)
         );
         assert_eq!(
             mail("MAIL FROM:<a@b.c> BODY=BINARYMIME"),
@@ -289,9 +339,19 @@ mod tests {
         assert_eq!(rcpt("RCPT TO:<>"), Err(Reply::RcptSyntax));
         assert_eq!(rcpt("RCPT TO:u@d.e"), Err(Reply::RcptSyntax));
         assert_eq!(rcpt("RCPT TO:<u@>"), Err(Reply::RcptSyntax));
+        let (_, p) = rcpt_params("RCPT TO:<u@d.e> NOTIFY=NEVER").unwrap();
+        assert!(p.notify.never && !p.notify.failure);
+        let (_, p) =
+            rcpt_params("RCPT TO:<u@d.e> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;U+40d.e").unwrap();
+        assert!(p.notify.success && p.notify.delay && !p.notify.failure);
+        assert_eq!(p.orcpt.as_deref(), Some("rfc822;U@d.e"));
         assert_eq!(
-            rcpt("RCPT TO:<u@d.e> NOTIFY=NEVER"),
-            Err(Reply::UnsupportedRcptParam)
+            rcpt("RCPT TO:<u@d.e> NOTIFY=NEVER,SUCCESS"),
+            Err(Reply::RcptSyntax)
+        );
+        assert_eq!(
+            rcpt("RCPT TO:<u@d.e> NOTIFY=SOMETIMES"),
+            Err(Reply::RcptSyntax)
         );
         assert_eq!(
             rcpt("RCPT TO:<u@d.e> X=1"),

@@ -1,5 +1,5 @@
 //! Sans-io SMTP server session (RFC 5321) with SIZE (RFC 1870), PIPELINING (RFC 2920),
-//! 8BITMIME (RFC 6152) and ENHANCEDSTATUSCODES (RFC 2034, RFC 3463).
+//! 8BITMIME (RFC 6152), DSN (RFC 3461) and ENHANCEDSTATUSCODES (RFC 2034, RFC 3463).
 //!
 //! # What this crate owns
 //! The SMTP conversation with one client: line framing and length limits, command parsing
@@ -97,6 +97,36 @@ pub struct Envelope {
     pub declared_size: Option<u64>,
     /// The user who passed SMTP AUTH on this connection, if any.
     pub authenticated: Option<String>,
+    /// RFC 3461 ENVID given with MAIL FROM.
+    pub envid: Option<String>,
+    /// RFC 3461 RET given with MAIL FROM.
+    pub ret: Option<Ret>,
+    /// RFC 3461 NOTIFY and ORCPT of each accepted recipient, parallel to `recipients`.
+    pub params: Vec<RcptParams>,
+}
+
+/// RFC 3461 4.3: what a DSN returns of the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ret {
+    Full,
+    Headers,
+}
+
+/// RFC 3461 4.1 NOTIFY; all false = not given (the server's default: failures and delays).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Notify {
+    pub never: bool,
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+}
+
+/// The DSN parameters of one recipient.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RcptParams {
+    pub notify: Notify,
+    /// RFC 3461 4.2 ORCPT as `rfc822;<address>` (xtext decoded).
+    pub orcpt: Option<String>,
 }
 
 /// The driver's answer to [`Action::CheckRecipient`].
@@ -135,6 +165,8 @@ pub enum DeliverVerdict {
     /// Larger than every recipient's quota (552 5.2.3, a per-mailbox limit).
     TooBig,
     TempFailure,
+    /// The authenticated sender's outbound limit per hour is reached (451 4.7.1).
+    RateLimited,
     Rejected(String),
 }
 

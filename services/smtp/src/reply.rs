@@ -85,6 +85,8 @@ pub(crate) enum Reply {
         address: String,
     },
     TempFailure,
+    /// The sender's outbound messages per hour are used up.
+    RateLimited,
     /// The node has no memory left for more message data in flight (RFC 3463 X.3.1).
     InsufficientStorage,
     MailboxFull,
@@ -130,7 +132,7 @@ impl Reply {
                 if *auth {
                     text.push_str("250-AUTH PLAIN LOGIN\r\n");
                 }
-                text.push_str("250 ENHANCEDSTATUSCODES");
+                text.push_str("250-DSN\r\n250 ENHANCEDSTATUSCODES");
                 text
             }
             // RFC 3207 4.
@@ -215,6 +217,10 @@ impl Reply {
                 clean(address)
             ),
             Reply::TempFailure => "451 4.3.0 temporary failure, try again later".into(),
+            // RFC 3463 X.7.1: delivery not authorized (here: for now), try later.
+            Reply::RateLimited => {
+                "451 4.7.1 too many messages to other domains this hour, try again later".into()
+            }
             Reply::InsufficientStorage => {
                 "452 4.3.1 insufficient system storage, try again later".into()
             }

@@ -20,13 +20,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::{
     Action, AuthVerdict, Config, DeliverVerdict, Envelope, MAX_AUTH_LINE, MAX_CONSECUTIVE_ERRORS,
-    MAX_LINE, RcptVerdict,
+    MAX_LINE, RcptParams, RcptVerdict, Ret,
 };
 
 /// An answer the driver still owes us.
 #[derive(Debug)]
 enum Pending {
-    Rcpt { address: String },
+    Rcpt { address: String, params: RcptParams },
     Deliver,
     Tls,
     Auth { user: String },
@@ -63,7 +63,11 @@ impl std::fmt::Debug for Authenticated {
 struct Transaction {
     mail_from: String,
     recipients: Vec<String>,
+    /// Parallel to `recipients`.
+    params: Vec<RcptParams>,
     declared_size: Option<u64>,
+    ret: Option<Ret>,
+    envid: Option<String>,
 }
 
 /// One SMTP server conversation. See the crate docs for the driver loop.
@@ -220,13 +224,14 @@ impl Session {
         if self.closed || !matches!(self.pending, Some(Pending::Rcpt { .. })) {
             return;
         }
-        let Some(Pending::Rcpt { address }) = self.pending.take() else {
+        let Some(Pending::Rcpt { address, params }) = self.pending.take() else {
             return;
         };
         let reply = match verdict {
             RcptVerdict::Accept => {
                 if let Some(transaction) = self.transaction.as_mut() {
                     transaction.recipients.push(address);
+                    transaction.params.push(params);
                 }
                 Reply::RcptOk
             }
@@ -251,6 +256,7 @@ impl Session {
             DeliverVerdict::MailboxFull => Reply::MailboxFull,
             DeliverVerdict::TooBig => Reply::TooBigForQuota,
             DeliverVerdict::TempFailure => Reply::TempFailure,
+            DeliverVerdict::RateLimited => Reply::RateLimited,
             DeliverVerdict::Rejected(text) => Reply::Rejected { text },
         };
         self.reply(reply);
@@ -381,6 +387,9 @@ impl Session {
                     recipients: transaction.recipients,
                     declared_size: transaction.declared_size,
                     authenticated: self.authenticated.as_ref().map(|a| a.user.clone()),
+                    envid: transaction.envid,
+                    ret: transaction.ret,
+                    params: transaction.params,
                 };
                 self.pending = Some(Pending::Deliver);
                 self.actions
@@ -454,7 +463,10 @@ impl Session {
                         self.transaction = Some(Transaction {
                             mail_from: mail.from,
                             recipients: Vec::new(),
+                            params: Vec::new(),
                             declared_size: mail.size,
+                            ret: mail.ret,
+                            envid: mail.envid,
                         });
                         self.reply(Reply::MailOk);
                     }
@@ -469,12 +481,12 @@ impl Session {
                 match command::parse_rcpt(line, args) {
                     // RFC 5321 4.5.3.1.10: 452 for too many recipients.
                     Ok(_) if full => self.reply(Reply::TooManyRecipients),
-                    Ok(address) => {
+                    Ok((address, params)) => {
                         self.actions.push_back(Action::CheckRecipient {
                             address: address.clone(),
                             declared_size: transaction.declared_size,
                         });
-                        self.pending = Some(Pending::Rcpt { address });
+                        self.pending = Some(Pending::Rcpt { address, params });
                     }
                     Err(reply) => self.reply(reply),
                 }

@@ -150,7 +150,7 @@ fn run_chunked(config: Config, input: &[u8], mut next_len: impl FnMut() -> usize
 
 const GREETING: &str = "220 mx.example.test ESMTP ready";
 const EHLO_REPLY: &str = "250-mx.example.test\r\n250-SIZE 26214400\r\n250-PIPELINING\r\n\
-                          250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n";
+                          250-8BITMIME\r\n250-DSN\r\n250 ENHANCEDSTATUSCODES\r\n";
 
 /// Sessions exercising most of the protocol, for the chunking invariance test.
 fn sample_sessions() -> Vec<Vec<u8>> {
@@ -254,6 +254,9 @@ fn full_session_replies_and_delivery() {
             recipients: vec!["bob@mx.example.test".into(), "postmaster".into()],
             declared_size: Some(120),
             authenticated: None,
+            envid: None,
+            ret: None,
+            params: vec![Default::default(); 2],
         }
     );
     assert_eq!(
@@ -276,7 +279,7 @@ fn greeting_and_custom_config() {
     assert_eq!(
         t.text(),
         "220 h hello there\r\n250-h\r\n250-SIZE 1234\r\n250-PIPELINING\r\n250-8BITMIME\r\n\
-         250 ENHANCEDSTATUSCODES\r\n250 h\r\n"
+         250-DSN\r\n250 ENHANCEDSTATUSCODES\r\n250 h\r\n"
     );
     let d = Config::new("x");
     assert_eq!(d.greeting, "ESMTP ready");
@@ -343,12 +346,14 @@ fn hello_syntax_and_reset() {
             "250-SIZE 26214400",
             "250-PIPELINING",
             "250-8BITMIME",
+            "250-DSN",
             "250 ENHANCEDSTATUSCODES",
             "250 2.1.0 OK",
             "250-mx.example.test",
             "250-SIZE 26214400",
             "250-PIPELINING",
             "250-8BITMIME",
+            "250-DSN",
             "250 ENHANCEDSTATUSCODES",
             // EHLO reset the transaction.
             "503 5.5.1 need MAIL command first",
@@ -384,7 +389,8 @@ fn rcpt_sequence_and_syntax() {
     assert_eq!(
         replies(
             "HELO h\r\nRCPT TO:<a@b.c>\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:a@b.c\r\n\
-             RCPT TO:<>\r\nRCPT TO:<a@b.c> NOTIFY=NEVER\r\nRCPT TO:<a@b.c>\r\n"
+             RCPT TO:<>\r\nRCPT TO:<a@b.c> NOTIFY=NEVER\r\nRCPT TO:<a@b.c> RRVS=2030-01-01T00:00:00Z\r\n\
+             RCPT TO:<a@b.c>\r\n"
         ),
         [
             "250 mx.example.test",
@@ -392,6 +398,8 @@ fn rcpt_sequence_and_syntax() {
             "250 2.1.0 OK",
             "501 5.1.3 bad recipient address syntax",
             "501 5.1.3 bad recipient address syntax",
+            // RFC 3461: advertised, so accepted.
+            "250 2.1.5 OK",
             "555 5.5.4 unsupported RCPT TO parameter",
             "250 2.1.5 OK",
         ]
