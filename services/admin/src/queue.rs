@@ -122,7 +122,8 @@ mod tests {
         assert_eq!(span(0), "0s");
         assert_eq!(span(119_999), "119s");
         assert_eq!(span(120_000), "2m");
-        assert_eq!(span(3 * 3_600_000), "180m");
+        assert_eq!(span(3 * 3_600_000), "3h");
+        assert_eq!(span(3_600_000), "60m");
         assert_eq!(span(7_200_000), "2h");
         assert_eq!(span(5 * 86_400_000), "5d");
     }
