@@ -352,3 +352,49 @@ async fn require_tls_defers_when_starttls_is_not_offered() {
         "nothing was sent"
     );
 }
+
+#[tokio::test]
+async fn a_relay_host_takes_everything_without_mx_lookups() {
+    if !have_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port(ip("127.0.0.10"), false);
+    let sink = SmtpSink::start(dir.path(), ip("127.0.0.10"), port, &[]);
+    // dnsmasq knows the relay's name only; an MX lookup for elsewhere.example would be
+    // REFUSED (Deferred), so a delivery proves the MX step was skipped.
+    let (resolver, _dns) = dns(&dir, &[("relay.test", 10, "127.0.0.10")]);
+    let relay = |host: &str| ClientConfig {
+        relay: Some(Relay {
+            host: host.into(),
+            port,
+            username: None,
+            password: None,
+        }),
+        ..config(port)
+    };
+    let env = envelope(&["x@elsewhere.example"]);
+    let results = deliver(
+        &resolver,
+        &relay("relay.test"),
+        "elsewhere.example",
+        &env,
+        MESSAGE,
+    )
+    .await;
+    assert_eq!(results[0].outcome, Outcome::Delivered, "{results:?}");
+    assert_eq!(results[0].remote_mta.as_deref(), Some("relay.test"));
+    assert!(sink.dumps(1, "\n\n")[0].contains("X-Rcpt-Args: <x@elsewhere.example>\n"));
+
+    // A relay name that does not exist is our configuration's fault: Deferred, not Failed.
+    let results = deliver(
+        &resolver,
+        &relay("norelay.test"),
+        "elsewhere.example",
+        &env,
+        MESSAGE,
+    )
+    .await;
+    assert_eq!(results[0].outcome, Outcome::Deferred, "{results:?}");
+    assert_eq!(results[0].status, "4.4.3");
+}
