@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real mail clients used by the integration tests (swaks needs Net::SSLeay for TLS).
-packages=(swaks curl mpop msmtp libnet-ssleay-perl libio-socket-ssl-perl)
+packages=(swaks curl mpop msmtp libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base python3-dkim python3-nacl python3-aiosmtpd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -301,12 +301,19 @@ pub async fn deliver(
         .collect()
 }
 
-/// The relay as one "MX host": an IP literal as it is, a name through the resolver.
+/// The relay as one "MX host": an IP literal as it is, a name through the resolver. A relay
+/// name that does not resolve is our configuration's fault, not the recipients': always
+/// temporary, never a bounce.
 async fn relay_host(resolver: &Resolver, host: &str) -> Result<Vec<MxHost>, RouteError> {
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     let addrs = match literal.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
-        Err(_) => resolver.addresses(host).await?,
+        Err(_) => resolver.addresses(host).await.map_err(|e| match e {
+            RouteError::Permanent { message, .. } => {
+                RouteError::Temporary(format!("relay host: {message}"))
+            }
+            temporary => temporary,
+        })?,
     };
     Ok(vec![MxHost {
         name: host.to_string(),
