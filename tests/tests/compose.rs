@@ -450,15 +450,24 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
 
     // 4. stop, down and up again: mail and settings are still there. Every container stops on
     // its SIGTERM (issue 10: the binaries are PID 1 and handle it; an idle front-end has
-    // nothing to drain), not after Docker's 10 s timeout and a SIGKILL.
+    // nothing to drain), not after Docker's 10 s timeout and a SIGKILL: its exit code says
+    // which (137 = killed). The time is printed, not asserted (a busy machine varies).
     let stopping = Instant::now();
     c.run(&["stop"]);
-    let took = stopping.elapsed();
-    eprintln!("compose stop took {took:?}");
-    assert!(
-        took < Duration::from_secs(5),
-        "compose stop took {took:?}: a container ignored SIGTERM"
-    );
+    eprintln!("compose stop took {:?}", stopping.elapsed());
+    let ids = c.run(&["ps", "-q"]);
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    assert!(ids.len() >= 3, "containers of the project: {ids:?}");
+    let inspect = Command::new("docker")
+        .args(["inspect", "--format", "{{.Name}} {{.State.ExitCode}}"])
+        .args(&ids)
+        .output()
+        .expect("docker inspect");
+    let states = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    for line in states.lines() {
+        let code = line.split_whitespace().last().unwrap_or("");
+        assert_ne!(code, "137", "a container ignored SIGTERM and was killed: {states}");
+    }
     c.run(&["down"]);
     c.up();
     assert_eq!(retrieve().len(), 300);
