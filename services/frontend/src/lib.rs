@@ -6,7 +6,6 @@
 //! - `store_client.rs` — gRPC client: auth GUID stamping, reconnects, `backon` retries.
 //! - `replies.rs`      — the ONE table from store answers to POP3/SMTP verdicts.
 //! - `smtp_conn.rs`    — drives `smtp::Session` (services/smtp) over a socket; trace headers.
-//! - `dsn.rs`          — RFC 3464 delivery status notifications for partly failed deliveries.
 //! - `pop3_conn.rs`    — drives `pop3::Session` (services/pop3) over a socket.
 //! - `proxy.rs`        — PROXY protocol v2 from the load balancer (real client addresses).
 //! - `recipients.rs`   — RCPT answers cached per directory version (no store call per RCPT).
@@ -19,7 +18,6 @@
 
 pub mod config;
 pub mod drain;
-pub mod dsn;
 pub mod health;
 pub mod metrics;
 pub mod pop3_conn;

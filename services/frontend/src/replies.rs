@@ -4,7 +4,7 @@
 use proto::Reason;
 use proto::v1::{CheckRecipientReply, DeliverReply, RecipientStatus};
 
-use crate::dsn;
+use mailroot_common::dsn;
 use tonic::Status;
 
 /// The store's machine-readable reason for a failure (`None` when it never reached the store).

@@ -10,7 +10,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::metrics::Meter;
 use crate::tls::{Conn, Input};
-use crate::{Node, Service, dsn, replies};
+use crate::{Node, Service, replies};
+use mailroot_common::dsn;
 
 const IDLE_TIMEOUT_REPLY: &[u8] = b"421 4.4.2 idle timeout, closing connection\r\n";
 
