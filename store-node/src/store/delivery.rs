@@ -32,7 +32,8 @@ pub struct Delivery {
     pub message: Bytes,
     /// The SMTP AUTH user ("" = none): only then are recipients in other domains queued.
     pub user: String,
-    /// The front-end's host name, named in DSNs.
+    /// The front-end's host name, named in DSNs ("" = a front-end that makes its own DSNs
+    /// for inbound partial failures: see `notify_partial_failure`).
     pub reporting_host: String,
     /// RFC 3461 ENVID and RET.
     pub envid: String,
@@ -271,6 +272,10 @@ impl Store {
     /// others that failed are reported in a DSN, never by a 5xx that would make the client send
     /// the stored copies again; recipients with NOTIFY=SUCCESS get a "delivered" report. Made
     /// and delivered (or queued) before the delivery is answered.
+    ///
+    /// Only for a front-end that names itself (`reporting_host`): one that does not is older
+    /// than the store's DSNs and makes its own (rolling upgrades, store first, must not give
+    /// the sender two).
     async fn notify_partial_failure(
         &self,
         d: &Delivery,
@@ -279,7 +284,7 @@ impl Store {
     ) -> Result<()> {
         let taken =
             (outcomes.iter()).any(|o| !o.stored.is_empty() || o.status == Recipient::Queued);
-        if !taken {
+        if !taken || d.reporting_host.is_empty() {
             return Ok(());
         }
         let mut reports = Vec::new();
