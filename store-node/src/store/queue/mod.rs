@@ -35,9 +35,10 @@
 //! - A DSN is made durable (stored in the hosted sender's mailbox, or queued) BEFORE the state
 //!   write that records its recipients' outcome. A crash between leaves those recipients
 //!   pending: they are attempted again, and the same outcome makes the same DSN under the same
-//!   id (`notices::notice_id`: the entry, the event, the attempt count), which a mailbox (UIDL)
-//!   or the queue (id) holds only once. So a DSN is never lost; the sender gets two only when
-//!   the repeated attempt has another outcome than the first.
+//!   id (`notices::notice_id`: the entry, the event, the attempt count, the outcomes), which a
+//!   mailbox (UIDL) or the queue (id) holds only once. So a DSN is never lost; the sender gets
+//!   two only when the repeated attempt has another outcome than the first (or the first DSN
+//!   was already fetched and deleted by POP3, or had been delivered by a remote worker).
 //!
 //! # Claims (memory only)
 //! Delivery workers in the front-ends claim due entries (`claims.rs`). A claim is a lease with
