@@ -39,6 +39,15 @@ fn queue_info(q: crate::store::queue::QueueInfo) -> QueueInfo {
     }
 }
 
+/// The settings as `mailrootctl` sees them: the DKIM private keys are for the front-ends'
+/// settings stream only (`DkimList` shows the public halves).
+fn without_private_keys(settings: Settings) -> Settings {
+    Settings {
+        dkim_keys: Vec::new(),
+        ..settings
+    }
+}
+
 pub struct AdminService {
     pub(super) store: Loaded,
     pub(super) nodes: Arc<Registry>,
@@ -241,11 +250,12 @@ impl Admin for AdminService {
         let req = req.into_inner();
         let settings = self.store.get()?.set_config(&req.key, &req.value).await?;
         tracing::info!(key = %req.key, version = settings.version, "setting changed");
-        Ok(Response::new(settings))
+        Ok(Response::new(without_private_keys(settings)))
     }
 
     async fn get_config(&self, _req: Request<Empty>) -> Reply<Settings> {
-        Ok(Response::new(self.store.get()?.settings().current()))
+        let settings = self.store.get()?.settings().current();
+        Ok(Response::new(without_private_keys(settings)))
     }
 
     async fn list_throttle(&self, req: Request<ThrottleRequest>) -> Reply<ListThrottleReply> {
@@ -342,5 +352,27 @@ impl Admin for AdminService {
         let broke = self.store.get()?.break_session(&req.get_ref().address)?;
         tracing::info!(mailbox = %req.get_ref().address, broke, "maildrop session broken by admin");
         Ok(Response::new(Empty {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_settings_replies_carry_no_private_keys() {
+        let settings = Settings {
+            greeting: "hi".into(),
+            dkim_keys: vec![DkimKey {
+                domain: "example.test".into(),
+                selector: "s".into(),
+                algorithm: "ed25519-sha256".into(),
+                private_key: vec![1, 2, 3].into(),
+            }],
+            ..Settings::default()
+        };
+        let shown = without_private_keys(settings);
+        assert!(shown.dkim_keys.is_empty());
+        assert_eq!(shown.greeting, "hi");
     }
 }
