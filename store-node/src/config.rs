@@ -8,6 +8,8 @@ pub const DEFAULT_DATA: &str = "./mailroot-data";
 pub const DEFAULT_LEASE_TTL_SECS: f64 = 30.0;
 pub const DEFAULT_LOGIN_DELAY_MS: u64 = 250;
 pub const DEFAULT_AUTH_CACHE_TTL_SECS: u64 = 3600;
+/// How long an outbound queue claim lives without renewal (workers renew well before).
+pub const DEFAULT_QUEUE_CLAIM_TTL_SECS: f64 = 60.0;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mailroot-store", version, about = "mailroot store node")]
@@ -35,6 +37,10 @@ pub struct StoreConfig {
     /// store-node/src/auth.rs), so that a returning user's login costs no Argon2id. 0: off.
     #[arg(long, env = "MAILROOT_AUTH_CACHE_TTL", default_value_t = DEFAULT_AUTH_CACHE_TTL_SECS)]
     pub auth_cache_ttl: u64,
+    /// Seconds an outbound queue claim lives without renewal: a dead front-end's deliveries
+    /// in progress are handed to another worker after this long.
+    #[arg(long, env = "MAILROOT_QUEUE_CLAIM_TTL", default_value_t = DEFAULT_QUEUE_CLAIM_TTL_SECS)]
+    pub queue_claim_ttl: f64,
     /// Mutual TLS on the gRPC port: the CA that signs front-end and admin certificates, and
     /// this store's own certificate and key.
     #[command(flatten)]
@@ -73,6 +79,9 @@ impl StoreConfig {
         }
         if !(0.5..=3600.0).contains(&self.lease_ttl) {
             return Err("--lease-ttl: must be between 0.5 and 3600 seconds".into());
+        }
+        if !(0.5..=3600.0).contains(&self.queue_claim_ttl) {
+            return Err("--queue-claim-ttl: must be between 0.5 and 3600 seconds".into());
         }
         self.cluster_tls.validate()?;
         self.metrics.validate()?;

@@ -53,6 +53,12 @@ pub enum StoreError {
     Internal(String),
     #[error("the store is starting (loading its index); try again shortly")]
     Starting,
+    /// The submitting user sent `limit` messages to other domains within the last hour.
+    #[error("{user} sent {limit} messages to other domains within the last hour; try again later")]
+    RateLimited { user: String, limit: u32 },
+    /// No such outbound queue entry, or the caller's claim on it is no longer the current one.
+    #[error("no outbound queue entry {0} (or the claim on it was lost)")]
+    UnknownQueueEntry(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -83,6 +89,8 @@ impl StoreError {
             StoreError::Corrupt { .. } => Reason::Corrupt,
             StoreError::Internal(_) => Reason::Internal,
             StoreError::Starting => Reason::Starting,
+            StoreError::RateLimited { .. } => Reason::RateLimited,
+            StoreError::UnknownQueueEntry(_) => Reason::UnknownQueueEntry,
         }
     }
 
@@ -91,7 +99,8 @@ impl StoreError {
             StoreError::UnknownDomain(_)
             | StoreError::UnknownMailbox(_)
             | StoreError::NoSuchMessage(_)
-            | StoreError::UnknownAlias(_) => Code::NotFound,
+            | StoreError::UnknownAlias(_)
+            | StoreError::UnknownQueueEntry(_) => Code::NotFound,
             StoreError::DomainExists(_)
             | StoreError::MailboxExists(_)
             | StoreError::AliasExists(_) => Code::AlreadyExists,
@@ -112,6 +121,8 @@ impl StoreError {
             }
             StoreError::Corrupt { .. } | StoreError::Internal(_) => Code::Internal,
             StoreError::Starting => Code::Unavailable,
+            // Temporary for the sender (451 4.7.1), but not for the front-end's RPC retries.
+            StoreError::RateLimited { .. } => Code::FailedPrecondition,
         }
     }
 }

@@ -11,8 +11,8 @@
 //! - `auth.rs`     — bounded Argon2id work and the cache of verified credentials.
 //! - `store/`      — the in-memory index over the objects and every store operation, one
 //!   module per responsibility (see `store/mod.rs`).
-//! - `settings.rs` — cluster-wide settings (greeting, require-secure-auth, log level) and
-//!   their push.
+//! - `settings.rs` — cluster-wide settings (greeting, require-secure-auth, log level, the
+//!   outbound queue's schedule and limit) and their push (with the DKIM keys).
 //! - `nodes.rs`    — the live front-ends (`mailrootctl nodes`), listed by their settings streams.
 //! - `throttle.rs` — cluster-wide brute-force throttling of logins.
 //! - `grpc/`       — the gRPC services and the auth GUID / admin token checks (`admin.rs`:
@@ -94,6 +94,7 @@ pub async fn run(
             lease_ttl: config.lease_ttl(),
             login_delay: std::time::Duration::from_millis(config.login_delay_ms),
             auth_cache_ttl: std::time::Duration::from_secs(config.auth_cache_ttl),
+            queue_claim_ttl: std::time::Duration::from_secs_f64(config.queue_claim_ttl),
         };
         async move {
             let started = std::time::Instant::now();

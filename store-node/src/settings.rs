@@ -1,11 +1,18 @@
-//! Cluster-wide settings (greeting, require-secure-auth, log-level): validated here, stored
-//! durably as one object, and pushed to every front-end over the `WatchSettings` stream the
-//! moment they change, so no front-end needs a restart or a poll. The log level also applies
-//! to this process (`mailroot_common::logging`): the store is a node like the others.
+//! Cluster-wide settings (greeting, require-secure-auth, log-level, the outbound queue's
+//! schedule and the outbound limit): validated here, stored durably as one object, and pushed
+//! to every front-end over the `WatchSettings` stream the moment they change, so no front-end
+//! needs a restart or a poll. The log level also applies to this process
+//! (`mailroot_common::logging`): the store is a node like the others.
+//!
+//! The stream also carries what is not a setting of this object but must reach every
+//! front-end at once: the directory version (`directory_changed`) and the DKIM keys
+//! (`store/dkim.rs`, each in its own object, pushed with `set_dkim_keys`).
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::path::Path;
-use proto::v1::Settings;
+use proto::v1::{DkimKey, Settings};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -16,6 +23,18 @@ use crate::objects::Objects;
 
 /// The seed's limit for the greeting text.
 pub const MAX_GREETING: usize = 259;
+
+/// Defaults of the outbound queue's settings (the proto's `Settings` fields 7-11).
+pub const DEFAULT_QUEUE_RETRY_MIN: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_QUEUE_RETRY_MAX: Duration = Duration::from_secs(60 * 60);
+pub const DEFAULT_QUEUE_LIFETIME: Duration = Duration::from_secs(5 * 24 * 3600);
+pub const DEFAULT_QUEUE_DELAY_WARNING: Duration = Duration::from_secs(4 * 3600);
+pub const DEFAULT_OUTBOUND_LIMIT: u32 = 200;
+/// Longest queue duration accepted (Postfix's `maximal_queue_lifetime` has the same bound).
+pub const MAX_QUEUE_DURATION: Duration = Duration::from_secs(100 * 24 * 3600);
+/// How a queue duration is written.
+pub const DURATION_RULE: &str =
+    "a duration such as 30s, 5m, 4h or 5d (or plain seconds), or default";
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Record {
@@ -28,6 +47,33 @@ struct Record {
     /// None: every node keeps its start-up filter (`RUST_LOG`).
     #[serde(default)]
     log_level: Option<u32>,
+    /// The outbound queue (None: the default).
+    #[serde(default)]
+    queue_retry_min_ms: Option<u64>,
+    #[serde(default)]
+    queue_retry_max_ms: Option<u64>,
+    #[serde(default)]
+    queue_lifetime_ms: Option<u64>,
+    #[serde(default)]
+    queue_delay_warning_ms: Option<u64>,
+    #[serde(default)]
+    outbound_limit: Option<u32>,
+}
+
+impl Record {
+    fn of(s: &Settings) -> Record {
+        Record {
+            greeting: s.greeting.clone(),
+            require_secure_auth: s.require_secure_auth,
+            version: s.version,
+            log_level: s.log_level,
+            queue_retry_min_ms: s.queue_retry_min_ms,
+            queue_retry_max_ms: s.queue_retry_max_ms,
+            queue_lifetime_ms: s.queue_lifetime_ms,
+            queue_delay_warning_ms: s.queue_delay_warning_ms,
+            outbound_limit: s.outbound_limit,
+        }
+    }
 }
 
 fn path() -> Path {
@@ -68,7 +114,11 @@ impl SettingsStore {
         // Random start: a front-end's cache tagged by an earlier store process never matches;
         // never 0, which front-ends read as "unknown" (services/frontend/src/recipients.rs).
         let directory_version = uuid::Uuid::new_v4().as_u64_pair().0 | 1;
-        let (tx, _) = watch::channel(to_proto(&record, directory_version));
+        let live = Settings {
+            directory_version,
+            ..Settings::default()
+        };
+        let (tx, _) = watch::channel(to_proto(&record, &live));
         logging::apply(record.log_level);
         Ok(SettingsStore {
             tx,
@@ -80,6 +130,11 @@ impl SettingsStore {
         self.tx.borrow().clone()
     }
 
+    /// A value computed from the current settings, without copying them.
+    pub fn read<T>(&self, f: impl FnOnce(&Settings) -> T) -> T {
+        f(&self.tx.borrow())
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<Settings> {
         self.tx.subscribe()
     }
@@ -88,12 +143,8 @@ impl SettingsStore {
     pub async fn set(&self, objects: &Objects, key: &str, value: &str) -> Result<Settings> {
         let _guard = self.lock.lock().await;
         let cur = self.current();
-        let mut record = Record {
-            greeting: cur.greeting,
-            require_secure_auth: cur.require_secure_auth,
-            version: cur.version + 1,
-            log_level: cur.log_level,
-        };
+        let mut record = Record::of(&cur);
+        record.version += 1;
         match key {
             "greeting" => {
                 validate_greeting(value)
@@ -112,21 +163,55 @@ impl SettingsStore {
                 }
             }
             "log-level" => record.log_level = parse_log_level(value)?,
+            "queue-retry-min" => record.queue_retry_min_ms = parse_queue_duration(key, value)?,
+            "queue-retry-max" => record.queue_retry_max_ms = parse_queue_duration(key, value)?,
+            "queue-lifetime" => record.queue_lifetime_ms = parse_queue_duration(key, value)?,
+            "queue-delay-warning" => {
+                record.queue_delay_warning_ms = parse_queue_duration(key, value)?
+            }
+            "outbound-limit" => record.outbound_limit = parse_outbound_limit(value)?,
             other => {
                 return Err(StoreError::InvalidArgument(format!(
-                    "unknown setting {other:?} (greeting, require-secure-auth, log-level)"
+                    "unknown setting {other:?} (greeting, require-secure-auth, log-level, \
+                     queue-retry-min, queue-retry-max, queue-lifetime, queue-delay-warning, \
+                     outbound-limit)"
                 )));
             }
+        }
+        let (min, max) = (
+            record
+                .queue_retry_min_ms
+                .map_or(DEFAULT_QUEUE_RETRY_MIN, Duration::from_millis),
+            record
+                .queue_retry_max_ms
+                .map_or(DEFAULT_QUEUE_RETRY_MAX, Duration::from_millis),
+        );
+        if min > max {
+            return Err(StoreError::InvalidArgument(format!(
+                "{key}: queue-retry-min ({}) would be above queue-retry-max ({})",
+                show_duration(min),
+                show_duration(max)
+            )));
         }
         let bytes =
             serde_json::to_vec_pretty(&record).map_err(|e| StoreError::Internal(e.to_string()))?;
         objects.put(&path(), Bytes::from(bytes)).await?;
-        let settings = to_proto(&record, cur.directory_version);
-        self.tx.send_replace(settings.clone());
+        // The record's fields replace, the live ones (directory version, DKIM keys) are kept
+        // as they are now: a change of those while this one was written is not undone.
+        let mut settings = Settings::default();
+        self.tx.send_modify(|live| {
+            *live = to_proto(&record, live);
+            settings = live.clone();
+        });
         // Here rather than in a watcher task: by the time the caller logs the change, the new
         // level is in force on this node (level 0 silences that line too).
         logging::apply(settings.log_level);
         Ok(settings)
+    }
+
+    /// The DKIM keys changed (`store/dkim.rs`, durable already): every watcher gets them now.
+    pub fn set_dkim_keys(&self, keys: Vec<DkimKey>) {
+        self.tx.send_modify(|s| s.dkim_keys = keys);
     }
 
     /// A domain, mailbox or alias was added or removed: front-ends forget cached RCPT answers.
@@ -146,14 +231,91 @@ fn parse_log_level(value: &str) -> Result<Option<u32>> {
         .ok_or_else(|| StoreError::InvalidArgument(format!("log-level: {LEVEL_RULE}")))
 }
 
-fn to_proto(r: &Record, directory_version: u64) -> Settings {
+/// `queue-*` values: a duration with a unit (`30s`, `5m`, `4h`, `5d`) or plain seconds, at
+/// least one second and at most [`MAX_QUEUE_DURATION`] (`queue-delay-warning` may be 0: no
+/// delay notices), or `default`. Returns milliseconds.
+fn parse_queue_duration(key: &str, value: &str) -> Result<Option<u64>> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("default") {
+        return Ok(None);
+    }
+    let d = parse_duration(value).ok_or_else(|| {
+        StoreError::InvalidArgument(format!("{key}: {value:?} is not {DURATION_RULE}"))
+    })?;
+    let zero_allowed = key == "queue-delay-warning";
+    if d.is_zero() && zero_allowed {
+        return Ok(Some(0));
+    }
+    if d < Duration::from_secs(1) || d > MAX_QUEUE_DURATION {
+        let low = if zero_allowed { "0 (off) or " } else { "" };
+        return Err(StoreError::InvalidArgument(format!(
+            "{key}: {value:?} is out of range; use {low}1s to {}",
+            show_duration(MAX_QUEUE_DURATION)
+        )));
+    }
+    Ok(Some(d.as_millis() as u64))
+}
+
+/// `30s`, `5m`, `4h`, `5d` or plain seconds (`90`).
+pub fn parse_duration(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => value.split_at(i),
+        None => (value, "s"),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit.to_ascii_lowercase().as_str() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 24 * 3600,
+        _ => return None,
+    };
+    n.checked_mul(secs).map(Duration::from_secs)
+}
+
+/// The largest whole unit that divides the duration: `5m`, `4h`, `90s`.
+pub fn show_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    for (unit, n) in [("d", 24 * 3600), ("h", 3600), ("m", 60)] {
+        if s > 0 && s.is_multiple_of(n) {
+            return format!("{}{unit}", s / n);
+        }
+    }
+    format!("{s}s")
+}
+
+/// Messages to other domains per user per hour; 0 = unlimited; `default`.
+fn parse_outbound_limit(value: &str) -> Result<Option<u32>> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("default") {
+        return Ok(None);
+    }
+    value.parse::<u32>().map(Some).map_err(|_| {
+        StoreError::InvalidArgument(format!(
+            "outbound-limit: {value:?} is not a number of messages per hour (0 = unlimited), or default"
+        ))
+    })
+}
+
+/// The settings object as sent, with the parts that live elsewhere (`live`: directory
+/// version, DKIM keys) kept.
+fn to_proto(r: &Record, live: &Settings) -> Settings {
     Settings {
         greeting: r.greeting.clone(),
         require_secure_auth: r.require_secure_auth,
         version: r.version,
-        directory_version,
+        directory_version: live.directory_version,
+        dkim_keys: live.dkim_keys.clone(),
         log_level: r.log_level,
-        ..Default::default()
+        queue_retry_min_ms: r.queue_retry_min_ms,
+        queue_retry_max_ms: r.queue_retry_max_ms,
+        queue_lifetime_ms: r.queue_lifetime_ms,
+        queue_delay_warning_ms: r.queue_delay_warning_ms,
+        outbound_limit: r.outbound_limit,
     }
 }
 
@@ -169,6 +331,57 @@ mod tests {
         assert!(validate_greeting("hi <there>").is_err());
         assert!(validate_greeting("tab\there").is_err());
         assert!(validate_greeting("caf\u{e9}").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("4h"), Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(parse_duration("5d"), Some(Duration::from_secs(5 * 86400)));
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration(" 2H "), Some(Duration::from_secs(7200)));
+        for bad in ["", "m", "5x", "-5m", "1.5h", "5 m", "99999999999999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(show_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(show_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(show_duration(Duration::from_secs(5 * 86400)), "5d");
+    }
+
+    #[test]
+    fn queue_setting_rules() {
+        assert_eq!(
+            parse_queue_duration("queue-lifetime", "5d").ok(),
+            Some(Some(5 * 86_400_000))
+        );
+        assert_eq!(
+            parse_queue_duration("queue-lifetime", "default").ok(),
+            Some(None)
+        );
+        assert_eq!(
+            parse_queue_duration("queue-delay-warning", "0").ok(),
+            Some(Some(0))
+        );
+        let err = parse_queue_duration("queue-lifetime", "0")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("queue-lifetime") && err.contains("out of range"),
+            "{err}"
+        );
+        let err = parse_queue_duration("queue-retry-min", "soon")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("queue-retry-min") && err.contains(DURATION_RULE),
+            "{err}"
+        );
+        assert!(parse_queue_duration("queue-lifetime", "101d").is_err());
+        assert_eq!(parse_outbound_limit("0").ok(), Some(Some(0)));
+        assert_eq!(parse_outbound_limit("default").ok(), Some(None));
+        let err = parse_outbound_limit("lots").unwrap_err().to_string();
+        assert!(err.contains("outbound-limit"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! (`faults.rs`, feature `fault-injection`) around the local object store: cancelled and failed
 //! writes give their quota reservation back, an fsync failure fails every delivery of its
 //! batch (and nothing of it is there after a restart), a mailbox deleted mid-write leaves the
-//! domain pool exact.
+//! domain pool exact; an outbound queue entry whose state cannot be written is not queued, and
+//! a DSN is durable before the outcome it reports, made once when the state write fails.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,8 @@ use bytes::Bytes;
 use mailroot_store::faults::{Fault, Faults, Op};
 use mailroot_store::group_commit::GroupCommit;
 use mailroot_store::objects::{Durability, Objects};
-use mailroot_store::store::{Recipient, Store};
+use mailroot_store::store::queue::{DeliveryReport, Outcome};
+use mailroot_store::store::{Delivery, Recipient, Store};
 
 const GUID: &str = "5f0c1a52-7a39-4f7e-9d2b-0a4c4d2e8b11";
 const TTL: Duration = Duration::from_secs(5);
@@ -323,4 +325,125 @@ async fn no_session_is_granted_a_maildrop_while_its_deletions_are_in_flight() {
         .unwrap();
     let uidls: Vec<_> = list.iter().map(|m| m.uidl.clone()).collect();
     assert_eq!(uidls, vec![second]);
+}
+
+/// A submission by alice to `to` (other domains: queued).
+fn outbound(id: &str, to: &[&str]) -> Delivery {
+    Delivery {
+        id: id.to_string(),
+        mail_from: "alice@example.test".into(),
+        recipients: to.iter().map(|t| t.to_string()).collect(),
+        message: msg(300),
+        user: "alice@example.test".into(),
+        reporting_host: "mx.example.test".into(),
+        ..Delivery::default()
+    }
+}
+
+fn outcome(recipient: &str, outcome: Outcome) -> DeliveryReport {
+    DeliveryReport {
+        recipient: recipient.into(),
+        outcome,
+        status: if outcome == Outcome::Failed {
+            "5.1.1"
+        } else {
+            "4.0.0"
+        }
+        .into(),
+        diagnostic: "550 5.1.1 no".into(),
+        remote_mta: "mx.remote.test".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queue_entry_whose_state_cannot_be_written_is_not_queued() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    setup(&store).await;
+    let delivery = id();
+    // The message is written, its state is not: the delivery is "try later" and nothing is
+    // queued; the retry (same id) queues it once.
+    fx.faults
+        .inject(Op::Put, "state.json", Fault::Fail, Some(1));
+    let err = store
+        .deliver_message(outbound(&delivery, &["x@remote.test"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason().as_str(), "storage");
+    assert!(store.list_queue().is_empty());
+    assert!(
+        !fx.dir
+            .path()
+            .join("queue")
+            .join(&delivery)
+            .join("message")
+            .exists()
+    );
+    let out = store
+        .deliver_message(outbound(&delivery, &["x@remote.test"]))
+        .await
+        .unwrap();
+    assert_eq!(out[0].status, Recipient::Queued);
+    drop(store);
+    assert_eq!(fx.open().await.list_queue().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dsn_is_durable_before_the_outcome_and_made_once_when_the_state_write_fails() {
+    let fx = Fixture::new();
+    let store = fx.open().await;
+    setup(&store).await;
+    let alice = "alice@example.test";
+    let delivery = id();
+    store
+        .deliver_message(outbound(&delivery, &["x@remote.test", "y@remote.test"]))
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_queue("n", 1, Duration::ZERO)
+        .await
+        .pop()
+        .unwrap();
+    let results = [
+        outcome("x@remote.test", Outcome::Failed),
+        outcome("y@remote.test", Outcome::Deferred),
+    ];
+    // The DSN cannot be stored: nothing is recorded, the claim stays.
+    fx.faults.inject(
+        Op::Put,
+        "mailboxes/example.test/alice",
+        Fault::Fail,
+        Some(1),
+    );
+    let err = store
+        .report_delivery(&delivery, claimed.claim, &results)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason().as_str(), "storage");
+    assert_eq!(stat(&store, alice).0, 0);
+    let info = store.show_queue(&delivery).unwrap();
+    assert_eq!((info.recipients.len(), info.attempts), (2, 0));
+    // The DSN is stored, the state is not (a crash between the two): reported again, the
+    // same outcome makes the same DSN, which the mailbox holds once.
+    fx.faults
+        .inject(Op::Put, "state.json", Fault::Fail, Some(1));
+    assert!(
+        store
+            .report_delivery(&delivery, claimed.claim, &results)
+            .await
+            .is_err()
+    );
+    assert_eq!(stat(&store, alice).0, 1);
+    assert_eq!(store.show_queue(&delivery).unwrap().recipients.len(), 2);
+    store
+        .report_delivery(&delivery, claimed.claim, &results)
+        .await
+        .unwrap();
+    assert_eq!(stat(&store, alice).0, 1, "one DSN");
+    let info = store.show_queue(&delivery).unwrap();
+    assert_eq!(info.recipients.len(), 1);
+    assert_eq!(
+        (info.recipients[0].address.as_str(), info.attempts),
+        ("y@remote.test", 1)
+    );
 }

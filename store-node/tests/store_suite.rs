@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mailroot_store::group_commit::GroupCommit;
 use mailroot_store::objects::{Durability, Objects};
-use mailroot_store::store::{Recipient, Store};
+use mailroot_store::store::queue::{DeliveryReport, Outcome};
+use mailroot_store::store::{Delivery, Recipient, Store};
 use object_store::aws::AmazonS3Builder;
 
 const GUID: &str = "5f0c1a52-7a39-4f7e-9d2b-0a4c4d2e8b11";
@@ -653,6 +654,65 @@ async fn domain_and_mailbox_lifecycle(b: &Backend) {
     assert_eq!(used(&store, "bob@example.test"), (0, 0));
 }
 
+/// The outbound queue uses only `Objects`: an entry, its state and its removal behave the
+/// same on every backend.
+async fn outbound_queue_survives_restart(b: &Backend) {
+    let store = b.open().await;
+    setup(&store).await;
+    let delivery = id();
+    let m = msg(7, 500);
+    let out = store
+        .deliver_message(Delivery {
+            id: delivery.clone(),
+            mail_from: "alice@example.test".into(),
+            recipients: vec!["bob@example.test".into(), "x@remote.test".into()],
+            message: m.clone(),
+            user: "alice@example.test".into(),
+            ..Delivery::default()
+        })
+        .await
+        .unwrap();
+    assert!(matches!(out[0].status, Recipient::Mailboxes(_)));
+    assert_eq!(out[1].status, Recipient::Queued);
+    drop(store);
+
+    let store = b.open().await;
+    let list = store.list_queue();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (list[0].id.as_str(), list[0].size),
+        (delivery.as_str(), 500)
+    );
+    let claimed = store
+        .claim_queue("n", 1, Duration::ZERO)
+        .await
+        .pop()
+        .unwrap();
+    let chunks: Vec<Bytes> = futures::TryStreamExt::try_collect(
+        store.fetch_queued(&delivery, claimed.claim).await.unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(Bytes::from(chunks.concat()), m);
+    store
+        .report_delivery(
+            &delivery,
+            claimed.claim,
+            &[DeliveryReport {
+                recipient: "x@remote.test".into(),
+                outcome: Outcome::Delivered,
+                status: "2.0.0".into(),
+                diagnostic: "250 ok".into(),
+                remote_mta: "mx.remote.test".into(),
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(store.list_queue().is_empty());
+    drop(store);
+    assert!(b.open().await.list_queue().is_empty());
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod local {
@@ -690,4 +750,5 @@ suite!(
     domain_and_mailbox_lifecycle,
     alias_guard_holds_for_every_order_of_aliases,
     unlock_session_and_restart_fence_old_holders,
+    outbound_queue_survives_restart,
 );

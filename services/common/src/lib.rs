@@ -1,10 +1,12 @@
 //! What every mailroot binary shares. Kept small on purpose: process set-up (allocator, async
 //! runtime, stop signals), the flags every binary shares (`flags.rs`), logging with its live,
-//! cluster-wide level (`logging.rs`) and the metrics and health endpoints (`telemetry.rs`); no
-//! protocol and no storage logic.
+//! cluster-wide level (`logging.rs`), the metrics and health endpoints (`telemetry.rs`) and the
+//! RFC 3464 delivery status notification builder (`dsn.rs`, used by the store and the
+//! front-end); no protocol state machine and no storage logic.
 
 use std::future::Future;
 
+pub mod dsn;
 pub mod flags;
 pub mod logging;
 pub mod telemetry;

@@ -22,7 +22,6 @@ pub mod config;
 pub mod delivery;
 pub mod dkim;
 pub mod drain;
-pub mod dsn;
 pub mod health;
 pub mod metrics;
 pub mod pop3_conn;

@@ -17,6 +17,37 @@ fn mailbox_stat(s: crate::store::MailboxStat) -> proto::v1::MailboxStat {
     }
 }
 
+fn queue_info(q: crate::store::queue::QueueInfo) -> QueueInfo {
+    QueueInfo {
+        id: q.id,
+        mail_from: q.mail_from,
+        recipients: q
+            .recipients
+            .into_iter()
+            .map(|r| QueueRecipientInfo {
+                address: r.address,
+                state: r.state.to_string(),
+                last_diagnostic: r.last_diagnostic,
+            })
+            .collect(),
+        size: q.size,
+        created_unix_ms: q.created_ms,
+        next_attempt_unix_ms: q.next_attempt_ms,
+        attempts: q.attempts,
+        claimed_by: q.claimed_by,
+        user: q.user,
+    }
+}
+
+/// The settings as `mailrootctl` sees them: the DKIM private keys are for the front-ends'
+/// settings stream only (`DkimList` shows the public halves).
+fn without_private_keys(settings: Settings) -> Settings {
+    Settings {
+        dkim_keys: Vec::new(),
+        ..settings
+    }
+}
+
 pub struct AdminService {
     pub(super) store: Loaded,
     pub(super) nodes: Arc<Registry>,
@@ -125,7 +156,8 @@ impl Admin for AdminService {
                 bytes: c.bytes,
                 mailboxes_near_quota: c.mailboxes_near_quota,
                 domains_near_quota: c.domains_near_quota,
-                ..Default::default()
+                queue_entries: c.queue_entries,
+                queue_recipients: c.queue_recipients,
             }),
         }))
     }
@@ -218,11 +250,12 @@ impl Admin for AdminService {
         let req = req.into_inner();
         let settings = self.store.get()?.set_config(&req.key, &req.value).await?;
         tracing::info!(key = %req.key, version = settings.version, "setting changed");
-        Ok(Response::new(settings))
+        Ok(Response::new(without_private_keys(settings)))
     }
 
     async fn get_config(&self, _req: Request<Empty>) -> Reply<Settings> {
-        Ok(Response::new(self.store.get()?.settings().current()))
+        let settings = self.store.get()?.settings().current();
+        Ok(Response::new(without_private_keys(settings)))
     }
 
     async fn list_throttle(&self, req: Request<ThrottleRequest>) -> Reply<ListThrottleReply> {
@@ -258,36 +291,88 @@ impl Admin for AdminService {
     }
 
     async fn list_queue(&self, _req: Request<Empty>) -> Reply<ListQueueReply> {
-        Err(Status::unimplemented("the outbound queue is not built yet"))
+        let entries = self
+            .store
+            .get()?
+            .list_queue()
+            .into_iter()
+            .map(queue_info)
+            .collect();
+        Ok(Response::new(ListQueueReply { entries }))
     }
 
-    async fn show_queue(&self, _req: Request<QueueIdRequest>) -> Reply<QueueInfo> {
-        Err(Status::unimplemented("the outbound queue is not built yet"))
+    async fn show_queue(&self, req: Request<QueueIdRequest>) -> Reply<QueueInfo> {
+        let info = self.store.get()?.show_queue(&req.get_ref().id)?;
+        Ok(Response::new(queue_info(info)))
     }
 
-    async fn retry_queue(&self, _req: Request<QueueIdRequest>) -> Reply<Empty> {
-        Err(Status::unimplemented("the outbound queue is not built yet"))
+    async fn retry_queue(&self, req: Request<QueueIdRequest>) -> Reply<Empty> {
+        self.store.get()?.retry_queue(&req.get_ref().id).await?;
+        Ok(Response::new(Empty {}))
     }
 
-    async fn delete_queue(&self, _req: Request<QueueIdRequest>) -> Reply<Empty> {
-        Err(Status::unimplemented("the outbound queue is not built yet"))
+    async fn delete_queue(&self, req: Request<QueueIdRequest>) -> Reply<Empty> {
+        self.store.get()?.delete_queue(&req.get_ref().id).await?;
+        Ok(Response::new(Empty {}))
     }
 
-    async fn dkim_generate(&self, _req: Request<DkimGenerateRequest>) -> Reply<DkimGenerateReply> {
-        Err(Status::unimplemented("DKIM keys are not built yet"))
+    async fn dkim_generate(&self, req: Request<DkimGenerateRequest>) -> Reply<DkimGenerateReply> {
+        let req = req.into_inner();
+        let (name, txt) = self
+            .store
+            .get()?
+            .dkim_generate(&req.domain, &req.selector, &req.algorithm)
+            .await?;
+        Ok(Response::new(DkimGenerateReply { name, txt }))
     }
 
     async fn dkim_list(&self, _req: Request<Empty>) -> Reply<DkimListReply> {
-        Err(Status::unimplemented("DKIM keys are not built yet"))
+        let keys = self
+            .store
+            .get()?
+            .dkim_list()
+            .into_iter()
+            .map(|k| DkimInfo {
+                domain: k.domain,
+                selector: k.selector,
+                algorithm: k.algorithm,
+                name: k.name,
+                txt: k.txt,
+            })
+            .collect();
+        Ok(Response::new(DkimListReply { keys }))
     }
 
-    async fn dkim_delete(&self, _req: Request<DomainRequest>) -> Reply<Empty> {
-        Err(Status::unimplemented("DKIM keys are not built yet"))
+    async fn dkim_delete(&self, req: Request<DomainRequest>) -> Reply<Empty> {
+        self.store.get()?.dkim_delete(&req.get_ref().domain).await?;
+        Ok(Response::new(Empty {}))
     }
 
     async fn break_session(&self, req: Request<AddressRequest>) -> Reply<Empty> {
         let broke = self.store.get()?.break_session(&req.get_ref().address)?;
         tracing::info!(mailbox = %req.get_ref().address, broke, "maildrop session broken by admin");
         Ok(Response::new(Empty {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_settings_replies_carry_no_private_keys() {
+        let settings = Settings {
+            greeting: "hi".into(),
+            dkim_keys: vec![DkimKey {
+                domain: "example.test".into(),
+                selector: "s".into(),
+                algorithm: "ed25519-sha256".into(),
+                private_key: vec![1, 2, 3].into(),
+            }],
+            ..Settings::default()
+        };
+        let shown = without_private_keys(settings);
+        assert!(shown.dkim_keys.is_empty());
+        assert_eq!(shown.greeting, "hi");
     }
 }

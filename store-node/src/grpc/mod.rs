@@ -13,7 +13,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::nodes::{self, Registry};
-use crate::store::{Recipient, StatScope, Store};
+use crate::store::queue::{DeliveryReport, Outcome, Ret};
+use crate::store::{Delivery, Recipient, RecipientParams, StatScope, Store};
 use crate::throttle;
 
 mod admin;
@@ -171,11 +172,30 @@ impl StoreRpc for StoreService {
 
     async fn deliver(&self, req: Request<DeliverRequest>) -> Reply<DeliverReply> {
         let req = req.into_inner();
-        let outcomes = self
-            .store
-            .get()?
-            .deliver(&req.delivery_id, &req.recipients, req.message)
-            .await?;
+        let (id, from) = (req.delivery_id.clone(), req.mail_from.clone());
+        let delivery = Delivery {
+            id: req.delivery_id,
+            mail_from: req.mail_from,
+            recipients: req.recipients,
+            message: req.message,
+            user: req.authenticated_user,
+            reporting_host: req.reporting_host,
+            envid: req.envid,
+            ret: match DsnRet::try_from(req.ret) {
+                Ok(DsnRet::Full) => Ret::Full,
+                Ok(DsnRet::Hdrs) => Ret::Hdrs,
+                _ => Ret::Unspecified,
+            },
+            params: req
+                .recipient_params
+                .into_iter()
+                .map(|p| RecipientParams {
+                    notify: p.notify,
+                    orcpt: p.orcpt,
+                })
+                .collect(),
+        };
+        let outcomes = self.store.get()?.deliver_message(delivery).await?;
         let results: Vec<RecipientResult> = outcomes
             .into_iter()
             .map(|o| RecipientResult {
@@ -185,7 +205,7 @@ impl StoreRpc for StoreService {
                 stored_mailboxes: o.stored,
             })
             .collect();
-        tracing::debug!(id = %req.delivery_id, from = %req.mail_from, results = ?results.iter().map(|r| (&r.recipient, r.status)).collect::<Vec<_>>(), "delivered");
+        tracing::debug!(%id, %from, results = ?results.iter().map(|r| (&r.recipient, r.status)).collect::<Vec<_>>(), "delivered");
         Ok(Response::new(DeliverReply { results }))
     }
 
@@ -328,23 +348,89 @@ impl StoreRpc for StoreService {
         Ok(Response::new(ReportNodeReply { registered }))
     }
 
-    async fn claim_queue(&self, _req: Request<ClaimQueueRequest>) -> Reply<ClaimQueueReply> {
-        Err(Status::unimplemented("the outbound queue is not built yet"))
+    /// Waits at most `wait_ms` (and no longer than the store runs: a stopping store answers
+    /// at once with what it has, so graceful shutdown is not held up).
+    async fn claim_queue(&self, req: Request<ClaimQueueRequest>) -> Reply<ClaimQueueReply> {
+        let req = req.into_inner();
+        let store = self.store.get()?;
+        let wait = std::time::Duration::from_millis(req.wait_ms);
+        let claimed = tokio::select! {
+            claimed = store.claim_queue(&req.node_id, req.max, wait) => claimed,
+            () = self.stopping.cancelled() => Vec::new(),
+        };
+        let entries = claimed
+            .into_iter()
+            .map(|c| QueueEntry {
+                id: c.id,
+                mail_from: c.mail_from,
+                recipients: c
+                    .recipients
+                    .into_iter()
+                    .map(|r| QueuedRecipient {
+                        address: r.address,
+                        params: Some(proto::v1::RecipientParams {
+                            notify: r.notify,
+                            orcpt: r.orcpt,
+                        }),
+                    })
+                    .collect(),
+                size: c.size,
+                envid: c.envid,
+                ret: match c.ret {
+                    Ret::Full => DsnRet::Full,
+                    Ret::Hdrs => DsnRet::Hdrs,
+                    Ret::Unspecified => DsnRet::Unspecified,
+                } as i32,
+                claim: c.claim,
+                claim_ttl_ms: c.claim_ttl.as_millis() as u64,
+                attempts: c.attempts,
+            })
+            .collect();
+        Ok(Response::new(ClaimQueueReply { entries }))
     }
 
     type FetchQueuedStream =
         std::pin::Pin<Box<dyn futures::Stream<Item = Result<MessageChunk, Status>> + Send>>;
 
-    async fn fetch_queued(&self, _req: Request<QueueClaim>) -> Reply<Self::FetchQueuedStream> {
-        Err(Status::unimplemented("the outbound queue is not built yet"))
+    async fn fetch_queued(&self, req: Request<QueueClaim>) -> Reply<Self::FetchQueuedStream> {
+        let req = req.into_inner();
+        let chunks = self.store.get()?.fetch_queued(&req.id, req.claim).await?;
+        let stream = chunks.map(|chunk| match chunk {
+            Ok(data) => Ok(MessageChunk { data }),
+            Err(e) => Err(Status::from(e)),
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn renew_claim(&self, _req: Request<QueueClaim>) -> Reply<Empty> {
-        Err(Status::unimplemented("the outbound queue is not built yet"))
+    async fn renew_claim(&self, req: Request<QueueClaim>) -> Reply<Empty> {
+        let req = req.into_inner();
+        self.store.get()?.renew_claim(&req.id, req.claim)?;
+        Ok(Response::new(Empty {}))
     }
 
-    async fn report_delivery(&self, _req: Request<ReportDeliveryRequest>) -> Reply<Empty> {
-        Err(Status::unimplemented("the outbound queue is not built yet"))
+    async fn report_delivery(&self, req: Request<ReportDeliveryRequest>) -> Reply<Empty> {
+        let req = req.into_inner();
+        let results: Vec<DeliveryReport> = req
+            .results
+            .into_iter()
+            .map(|r| DeliveryReport {
+                recipient: r.recipient,
+                outcome: match DeliveryOutcome::try_from(r.outcome) {
+                    Ok(DeliveryOutcome::Delivered) => Outcome::Delivered,
+                    Ok(DeliveryOutcome::Failed) => Outcome::Failed,
+                    // Deferred, and anything a newer worker might send: retried, never lost.
+                    _ => Outcome::Deferred,
+                },
+                status: r.status,
+                diagnostic: r.diagnostic,
+                remote_mta: r.remote_mta,
+            })
+            .collect();
+        self.store
+            .get()?
+            .report_delivery(&req.id, req.claim, &results)
+            .await?;
+        Ok(Response::new(Empty {}))
     }
 
     async fn close_maildrop(&self, req: Request<MaildropSession>) -> Reply<Empty> {
@@ -364,6 +450,7 @@ fn recipient_status(r: Recipient) -> (RecipientStatus, Vec<String>) {
         Recipient::RelayDenied => (RecipientStatus::RelayDenied, vec![]),
         Recipient::MailboxFull => (RecipientStatus::MailboxFull, vec![]),
         Recipient::TooBig => (RecipientStatus::TooBig, vec![]),
+        Recipient::Queued => (RecipientStatus::Queued, vec![]),
     }
 }
 

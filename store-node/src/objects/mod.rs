@@ -7,7 +7,11 @@
 //! mailboxes/<domain>/<local>/meta.json          JSON `MailboxRecord` (address, Argon2id hash)
 //! mailboxes/<domain>/<local>/messages/<uidl>    the message, CRLF line endings, as delivered
 //! leases/epoch                                  JSON high-water mark of lease epochs
+//! queue/<id>/message                            an outbound message, as submitted (written once)
+//! queue/<id>/state.json                         JSON envelope and per-recipient state
+//! dkim/<domain>                                 JSON DKIM key (selector, algorithm, PKCS#8)
 //! ```
+//! The outbound queue's own crash-safety argument is in `store/queue/mod.rs`.
 //! The listing of `mailboxes/` IS the message index: a message exists exactly when its object
 //! exists, its size is the object's size and its UIDL is the object's name. There is no second
 //! copy of that truth that could disagree with it after a crash.
@@ -402,6 +406,27 @@ fn io_error(what: &str, p: &std::path::Path, e: std::io::Error) -> StoreError {
 /// The persisted high-water mark of maildrop lease epochs (`store/leases.rs`).
 pub fn lease_epoch_path() -> Path {
     Path::from_iter(["leases", "epoch"])
+}
+
+/// Every outbound queue entry lives under it (`store/queue/mod.rs`).
+pub fn queue_prefix() -> Path {
+    Path::from("queue")
+}
+
+pub fn queue_message_path(id: &str) -> Path {
+    Path::from_iter(["queue", id, "message"])
+}
+
+pub fn queue_state_path(id: &str) -> Path {
+    Path::from_iter(["queue", id, "state.json"])
+}
+
+pub fn dkim_prefix() -> Path {
+    Path::from("dkim")
+}
+
+pub fn dkim_path(domain: &str) -> Path {
+    Path::from_iter(["dkim", domain])
 }
 
 pub fn domains_prefix() -> Path {

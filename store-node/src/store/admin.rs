@@ -72,6 +72,8 @@ impl Store {
         for addr in &members {
             self.remove_mailbox(addr).await?;
         }
+        // Its DKIM key before the domain record (`dkim.rs`, crash safety).
+        self.remove_dkim_key(&name).await?;
         self.inner
             .objects
             .delete(&objects::domain_path(&name))

@@ -29,6 +29,11 @@
 //! - `leases.rs`       — the maildrop lease table: grants, renewals, epochs (fencing).
 //! - `admin.rs`        — domains, mailboxes, aliases, quotas, locks.
 //! - `stats.rs`        — `mailrootctl stat`: per mailbox, per domain and cluster-wide sums.
+//! - `queue/`          — the outbound queue: entries, claims by delivery workers, the retry
+//!   schedule, lifetimes and delay notices (see `queue/mod.rs`).
+//! - `notices.rs`      — DSNs (RFC 3464) made by the store, delivered or queued durably.
+//! - `outbound.rs`     — the outbound rate limit per submitting user.
+//! - `dkim.rs`         — DKIM keys: generation, storage, the push to front-ends.
 //!
 //! The in-memory lock is a `std::sync::Mutex` that is never held across an `.await`.
 //! Administrative mutations are serialised by `admin` (a tokio mutex) so that check-then-write
@@ -50,13 +55,19 @@ use crate::throttle::Throttle;
 
 mod admin;
 mod delivery;
+mod dkim;
 mod leases;
 mod login;
 mod maildrop;
+mod notices;
+mod outbound;
+pub mod queue;
 mod recovery;
 mod reservations;
 mod stats;
 
+pub use delivery::{Delivery, RecipientParams};
+pub use dkim::{DkimAlgorithm, DkimInfo};
 use leases::{Epochs, Lease};
 use reservations::QuotaCheck;
 pub use stats::{ClusterStat, DomainStat, StatReport, StatScope};
@@ -129,6 +140,8 @@ pub enum Recipient {
     RelayDenied,
     MailboxFull,
     TooBig,
+    /// Another domain, submitted by an authenticated user: durably in the outbound queue.
+    Queued,
 }
 
 /// Outcome of a delivery for one requested recipient.
@@ -214,6 +227,17 @@ struct Inner {
     epochs: Epochs,
     settings: SettingsStore,
     throttle: Throttle,
+    queue: queue::Queue,
+    outbound: outbound::OutboundLimit,
+    dkim: Mutex<dkim::Keys>,
+    /// Cancelled when the store is dropped: ends its background task (`queue/sweep.rs`).
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 /// Tunables of [`Store::open_with`].
@@ -224,6 +248,8 @@ pub struct Options {
     pub login_delay: Duration,
     /// Lifetime of a cached verified credential (`auth.rs`); zero turns the cache off.
     pub auth_cache_ttl: Duration,
+    /// How long an outbound queue claim lives without renewal (`queue/claims.rs`).
+    pub queue_claim_ttl: Duration,
 }
 
 impl Options {
@@ -232,6 +258,7 @@ impl Options {
             lease_ttl,
             login_delay: Duration::from_millis(250),
             auth_cache_ttl: crate::auth::DEFAULT_CACHE_TTL,
+            queue_claim_ttl: queue::DEFAULT_CLAIM_TTL,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Start-up: the index is rebuilt from a listing of the objects (the listing IS the index:
 //! `objects.rs`), usage is derived from the stored sizes, and leftovers of a crash are swept
-//! (staged writes, messages of a deleted mailbox).
+//! (staged writes, messages of a deleted mailbox, queued messages without their state: see
+//! `queue/mod.rs`). The outbound queue and the DKIM keys are loaded, and the queue's
+//! background sweep is started.
 
 use futures::StreamExt;
 
@@ -103,7 +105,17 @@ impl Store {
         );
         let settings = SettingsStore::load(&objects).await?;
         let epochs = Epochs::load(&objects).await?;
-        Ok(Store {
+        let entries = queue::load(&objects).await?;
+        tracing::info!(
+            entries = entries.len(),
+            recipients = entries
+                .iter()
+                .map(|(s, _)| s.recipients.len())
+                .sum::<usize>(),
+            "outbound queue loaded"
+        );
+        let keys = dkim::load(&objects, &state.domains).await?;
+        let store = Store {
             inner: Arc::new(Inner {
                 settings,
                 throttle: Throttle::new(options.login_delay),
@@ -113,8 +125,15 @@ impl Store {
                 admin: tokio::sync::Mutex::new(()),
                 lease_ttl: options.lease_ttl,
                 epochs,
+                queue: queue::Queue::new(options.queue_claim_ttl, entries),
+                outbound: outbound::OutboundLimit::default(),
+                dkim: Mutex::new(keys),
+                stop: tokio_util::sync::CancellationToken::new(),
             }),
-        })
+        };
+        store.publish_dkim();
+        store.spawn_queue_sweeper();
+        Ok(store)
     }
 }
 

@@ -2,7 +2,8 @@
 //! and their sums per domain and over the whole cluster.
 //!
 //! Every report is taken under one hold of the state lock, so its sums agree with its rows
-//! even while deliveries go on. Reads only; nothing here changes the state.
+//! even while deliveries go on; the cluster's outbound queue counts are read from the queue's
+//! own index right after. Reads only; nothing here changes the state.
 
 use super::*;
 
@@ -48,6 +49,9 @@ pub struct ClusterStat {
     pub mailboxes_near_quota: u64,
     /// Domains at or above [`QUOTA_WARNING_PERCENT`] of their pool.
     pub domains_near_quota: u64,
+    /// Outbound queue entries, and their recipients still to deliver.
+    pub queue_entries: u64,
+    pub queue_recipients: u64,
 }
 
 impl ClusterStat {
@@ -158,7 +162,15 @@ impl Store {
             }
         }
         let domains: Vec<DomainStat> = domains.into_values().collect();
-        let cluster = domain.is_none().then(|| ClusterStat::sum(&domains));
+        drop(state);
+        let cluster = domain.is_none().then(|| {
+            let (queue_entries, queue_recipients) = self.queue_counts();
+            ClusterStat {
+                queue_entries,
+                queue_recipients,
+                ..ClusterStat::sum(&domains)
+            }
+        });
         Ok(StatReport {
             mailboxes,
             domains,
@@ -201,6 +213,8 @@ mod tests {
                 bytes: 105,
                 mailboxes_near_quota: 1,
                 domains_near_quota: 1,
+                queue_entries: 0,
+                queue_recipients: 0,
             }
         );
     }
