@@ -130,7 +130,9 @@ impl Sink {
     /// `extra`: smtp-sink options, e.g. `["-r", "RCPT"]` (4xx to RCPT), `["-f", "RCPT"]`
     /// (5xx), `["-W", "RCPT:5"]` (5 s before answering RCPT).
     pub fn start(dir: &Path, name: &str, ip: &str, port: u16, extra: &[&str]) -> Sink {
-        let dumps = dir.join(format!("sink-{name}"));
+        // Each start its own dumps: a sink started again under the same name sees only its own.
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let dumps = dir.join(format!("sink-{name}-{}", &run[..8]));
         std::fs::create_dir_all(&dumps).expect("dump dir");
         let mut cmd = Command::new("/usr/sbin/smtp-sink");
         if unsafe_is_root() {
@@ -150,7 +152,8 @@ impl Sink {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
-                std::fs::File::create(dir.join(format!("sink-{name}.log"))).expect("sink log"),
+                std::fs::File::create(dir.join(format!("sink-{name}-{}.log", &run[..8])))
+                    .expect("sink log"),
             ));
         let child = cmd.spawn().expect("spawn smtp-sink");
         let addr: SocketAddr = format!("{ip}:{port}").parse().expect("sink address");

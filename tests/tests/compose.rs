@@ -466,7 +466,10 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
     let states = String::from_utf8_lossy(&inspect.stdout).into_owned();
     for line in states.lines() {
         let code = line.split_whitespace().last().unwrap_or("");
-        assert_ne!(code, "137", "a container ignored SIGTERM and was killed: {states}");
+        assert_ne!(
+            code, "137",
+            "a container ignored SIGTERM and was killed: {states}"
+        );
     }
     c.run(&["down"]);
     c.up();

@@ -164,7 +164,7 @@ fn dsns(messages: &[String]) -> Vec<&String> {
 
 #[test]
 fn submission_reaches_the_remote_mx_with_a_dkim_signature_that_verifies() {
-    if !tools() || !have_client("swaks") || !have_client("python3") {
+    if !tools() || !have_client("swaks") || !have_client("/usr/bin/python3") {
         return;
     }
     let w = World::start(1, &[]);
@@ -176,10 +176,19 @@ fn submission_reaches_the_remote_mx_with_a_dkim_signature_that_verifies() {
         .unwrap_or_else(|| panic!("no DNS record printed: {out}"))
         .trim_matches('"')
         .to_string();
-    // The key reaches the front-end with the settings stream.
+    // The key reaches the front-end with the settings stream: the version that carries it.
+    let show = w.c.ctl_ok(&["config", "show"], None);
+    assert!(show.contains("dkim: example.test:sel1"), "{show}");
+    let version = show
+        .lines()
+        .find_map(|l| l.strip_prefix("version: "))
+        .unwrap()
+        .to_string();
     eventually("the front-end has the DKIM key", WAIT, || {
-        w.c.ctl_ok(&["config", "show"], None)
-            .contains("example.test:sel1")
+        w.c.fe(0)
+            .proc
+            .log_text()
+            .contains(&format!("settings updated version={version}"))
             .then_some(())
     });
     let body = format!(
@@ -197,7 +206,7 @@ fn submission_reaches_the_remote_mx_with_a_dkim_signature_that_verifies() {
         .output()
         .expect("swaks");
     let transcript = String::from_utf8_lossy(&swaks.stdout);
-    assert!(transcript.contains("<-  250 2.0.0"), "{transcript}");
+    assert!(transcript.contains("<~  250 2.0.0"), "{transcript}");
     let dump = eventually("the message reaches remote.test's MX", WAIT, || {
         mx.messages()
             .into_iter()
@@ -223,7 +232,8 @@ fn submission_reaches_the_remote_mx_with_a_dkim_signature_that_verifies() {
     let verify = |message: &str| {
         let path = w.c.dir.path().join("verify.eml");
         std::fs::write(&path, message).unwrap();
-        let out = Command::new("python3")
+        // Debian's python3 (python3-dkim), not whatever python3 comes first on PATH.
+        let out = Command::new("/usr/bin/python3")
             .arg("-c")
             .arg(
                 "import sys, dkim\n\
@@ -437,8 +447,9 @@ fn a_killed_worker_leaves_its_entry_to_another_front_end_and_a_store_restart_kee
     );
 
     // mx1 stalls before answering RCPT: the worker holding the entry is mid-delivery when
-    // its front-end is killed; the other front-end delivers once the claim expires.
-    let mx = w.sink(1, &["-W", "RCPT:2"]);
+    // its front-end is killed; the other front-end delivers once the claim expires. (No
+    // PIPELINING here: smtp-sink answers a pipelined DATA while its RCPT reply is delayed.)
+    let mx = w.sink(1, &["-p", "-W", "RCPT:2"]);
     let id = out
         .lines()
         .find(|l| l.contains("ivy@remote.test"))

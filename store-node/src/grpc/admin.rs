@@ -39,13 +39,14 @@ fn queue_info(q: crate::store::queue::QueueInfo) -> QueueInfo {
     }
 }
 
-/// The settings as `mailrootctl` sees them: the DKIM private keys are for the front-ends'
-/// settings stream only (`DkimList` shows the public halves).
-fn without_private_keys(settings: Settings) -> Settings {
-    Settings {
-        dkim_keys: Vec::new(),
-        ..settings
+/// The settings as `mailrootctl` sees them: which domains sign with which selector, but the
+/// DKIM private keys are for the front-ends' settings stream only (`DkimList` shows the
+/// public halves).
+fn without_private_keys(mut settings: Settings) -> Settings {
+    for key in &mut settings.dkim_keys {
+        key.private_key = Default::default();
     }
+    settings
 }
 
 pub struct AdminService {
@@ -372,7 +373,9 @@ mod tests {
             ..Settings::default()
         };
         let shown = without_private_keys(settings);
-        assert!(shown.dkim_keys.is_empty());
+        assert_eq!(shown.dkim_keys.len(), 1);
+        assert!(shown.dkim_keys[0].private_key.is_empty());
+        assert_eq!(shown.dkim_keys[0].selector, "s");
         assert_eq!(shown.greeting, "hi");
     }
 }
