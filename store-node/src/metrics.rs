@@ -4,7 +4,7 @@
 //! recorder is installed and they cost next to nothing. Labels are bounded: no addresses,
 //! mailbox names or IPs, only the fixed values listed with each name.
 
-use metrics::{Unit, describe_counter, describe_histogram};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 /// Callers (writes and deletes) whose directory entries one group-commit batch made durable.
 pub const FSYNC_BATCH_SIZE: &str = "mailroot_fsync_batch_size";
@@ -20,6 +20,11 @@ pub const LEASE_CONFLICTS: &str = "mailroot_lease_conflicts_total";
 pub const FENCED_COMMITS: &str = "mailroot_fenced_commits_total";
 /// Time a password check or hash waited for an Argon2id slot (one per core).
 pub const PASSWORD_HASH_WAIT_SECONDS: &str = "mailroot_password_hash_wait_seconds";
+
+/// The outbound queue now: entries, and recipients still to deliver (updated by the queue
+/// sweep, at least once a second).
+pub const QUEUE_ENTRIES: &str = "mailroot_queue_entries";
+pub const QUEUE_RECIPIENTS: &str = "mailroot_queue_recipients";
 
 /// Bucket boundaries for histograms that are not durations.
 pub const BUCKETS: &[(&str, &[f64])] = &[(
@@ -59,6 +64,11 @@ pub fn describe() {
         PASSWORD_HASH_WAIT_SECONDS,
         Unit::Seconds,
         "Time a login or password change waited for an Argon2id slot"
+    );
+    describe_gauge!(QUEUE_ENTRIES, "Outbound queue entries");
+    describe_gauge!(
+        QUEUE_RECIPIENTS,
+        "Recipients in the outbound queue still to deliver"
     );
 }
 

@@ -263,3 +263,41 @@ fn readyz_follows_the_store_and_the_drain() {
     });
     assert!(reason.contains("draining"), "{reason}");
 }
+
+#[test]
+fn the_outbound_queue_depth_is_a_gauge_of_the_store() {
+    // No delivery worker: what is queued stays queued.
+    let metrics = vec!["--metrics".to_string(), "127.0.0.1:0".to_string()];
+    let mut frontend = metrics.clone();
+    frontend.push("--outbound-workers=0".into());
+    let options = Options {
+        store: metrics,
+        frontend,
+        ..Options::default()
+    };
+    let c = TestCluster::start_with(1, options, tempfile::tempdir().expect("temp dir"));
+    c.ctl_ok(&["domain", "add", DOMAIN], None);
+    c.add_mailbox("alice@example.test", "pw-alice");
+    let mut s = SmtpClient::connect(c.fe(0).submission).unwrap();
+    assert!(s.cmd("EHLO client.test").unwrap().starts_with("250"));
+    let token = mailroot_tests::clients::auth_plain("alice@example.test", "pw-alice");
+    assert!(
+        s.cmd(&format!("AUTH PLAIN {token}"))
+            .unwrap()
+            .starts_with("235")
+    );
+    let r = s
+        .send_mail(
+            "alice@example.test",
+            &["a@one.invalid", "b@two.invalid"],
+            b"Subject: out\r\n\r\nbody\r\n",
+        )
+        .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    eventually("the queue gauges count the entry", NOTICE, || {
+        let st = scrape(store_metrics(&c));
+        (value(&st, "mailroot_queue_entries", &[]) == 1.0
+            && value(&st, "mailroot_queue_recipients", &[]) == 2.0)
+            .then_some(())
+    });
+}

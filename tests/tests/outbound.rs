@@ -84,7 +84,7 @@ impl World {
         let mut s = SmtpClient::connect(self.c.fe(fe).submission).unwrap();
         let ehlo = s.cmd("EHLO client.test").unwrap();
         assert!(ehlo.contains("AUTH"), "{ehlo}");
-        let token = base64(format!("\0{ALICE}\0pw-alice").as_bytes());
+        let token = mailroot_tests::clients::auth_plain(ALICE, "pw-alice");
         let r = s.cmd(&format!("AUTH PLAIN {token}")).unwrap();
         assert!(r.starts_with("235"), "AUTH: {r}");
         let message = format!(
@@ -132,27 +132,6 @@ impl World {
         let _ = p.cmd("QUIT");
         out
     }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn dsns(messages: &[String]) -> Vec<&String> {

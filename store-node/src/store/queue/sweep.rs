@@ -58,6 +58,9 @@ impl Store {
                 tracing::warn!(%id, error = %e, "queue sweep failed; tried again on the next pass");
             }
         }
+        let (entries, recipients) = self.queue_counts();
+        metrics::gauge!(crate::metrics::QUEUE_ENTRIES).set(entries as f64);
+        metrics::gauge!(crate::metrics::QUEUE_RECIPIENTS).set(recipients as f64);
         next
     }
 
