@@ -260,7 +260,8 @@ fn no_open_relay_on_any_port() {
             .unwrap()
             .starts_with("530 5.7.0")
     );
-    // Authenticated submission: someone else's address is refused; outbound refused clearly.
+    // Authenticated submission: someone else's address is refused; another domain is
+    // accepted (the outbound queue, tests/tests/outbound.rs).
     let r = s
         .cmd("AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABwdy1hbGljZQ==")
         .unwrap();
@@ -276,7 +277,7 @@ fn no_open_relay_on_any_port() {
             .starts_with("250")
     );
     let r = s.cmd("RCPT TO:<friend@elsewhere.test>").unwrap();
-    assert!(r.starts_with("550 5.7.1") && r.contains("outbound"), "{r}");
+    assert!(r.starts_with("250"), "{r}");
     assert!(
         s.cmd("RCPT TO:<alice@example.test>")
             .unwrap()

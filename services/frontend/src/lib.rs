@@ -44,7 +44,6 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use proto::v1::Settings;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 pub use config::FrontendConfig;
 pub use store_client::StoreClient;
@@ -55,8 +54,8 @@ pub struct Node {
     pub store: StoreClient,
     /// Cluster-wide settings as last pushed by the store.
     pub settings: watch::Receiver<Settings>,
-    /// For STARTTLS/STLS and the implicit-TLS listeners.
-    pub tls: TlsAcceptor,
+    /// For STARTTLS/STLS and the implicit-TLS listeners (reloaded on SIGHUP or file change).
+    pub tls: Arc<tls::Certificates>,
     /// Load balancers whose connections start with a PROXY v2 header.
     pub proxy_from: Vec<ipnet::IpNet>,
     /// Clients exempt from the per-IP connection limit.
@@ -126,7 +125,7 @@ impl Node {
     pub fn new(
         config: FrontendConfig,
         store: StoreClient,
-        tls: TlsAcceptor,
+        tls: Arc<tls::Certificates>,
         listeners: &[(Service, SocketAddr)],
     ) -> Arc<Node> {
         let identity =
@@ -538,7 +537,8 @@ async fn connection(
     let meter = crate::metrics::Meter::admit(service);
     let conn = if service.implicit_tls() {
         // A handshake still running at the drain deadline has no session to close yet.
-        let handshake = tls::handshake(&node.tls, stream, node.tls_handshake_timeout());
+        let acceptor = node.tls.acceptor();
+        let handshake = tls::handshake(&acceptor, stream, node.tls_handshake_timeout());
         let done = tokio::select! {
             () = node.drain.deadline().cancelled() => return,
             done = handshake => done,

@@ -65,7 +65,7 @@ async fn serve() {
             "store unreachable; starting anyway, clients get try-later answers until it is back"
         ),
     }
-    let tls = mailroot_frontend::tls::acceptor(
+    let tls = mailroot_frontend::tls::Certificates::load(
         config.tls_cert.as_deref(),
         config.tls_key.as_deref(),
         &config.hostname,
@@ -92,6 +92,7 @@ async fn serve() {
         .iter()
         .filter_map(|(service, l)| Some((*service, l.local_addr().ok()?)))
         .collect();
+    tls.watch();
     let node = Node::new(config, store, tls, &addresses);
     let shutdown = async {
         let signal = stop.await;

@@ -148,7 +148,7 @@ async fn drive(
                 }
                 pop3::Action::StartTls => {
                     let ok = stream
-                        .start_tls(&mut out, &node.tls, node.tls_handshake_timeout())
+                        .start_tls(&mut out, &node.tls.acceptor(), node.tls_handshake_timeout())
                         .await?;
                     meter.tls_handshake(ok);
                     if !ok {

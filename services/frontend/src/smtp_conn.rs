@@ -62,7 +62,7 @@ pub async fn serve(
                 }
                 smtp::Action::StartTls => {
                     let ok = stream
-                        .start_tls(&mut out, &node.tls, node.tls_handshake_timeout())
+                        .start_tls(&mut out, &node.tls.acceptor(), node.tls_handshake_timeout())
                         .await?;
                     meter.tls_handshake(ok);
                     if !ok {

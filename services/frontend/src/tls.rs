@@ -1,13 +1,14 @@
 //! TLS for the mail ports (rustls with its default aws-lc-rs provider, the one crypto
 //! provider in the process): STARTTLS/STLS upgrades and implicit-TLS listeners share one
 //! acceptor. With no `--tls-cert/--tls-key`, a self-signed certificate for the host name is
-//! generated at start (rcgen) and a warning is logged.
+//! generated at start (rcgen) and a warning is logged. [`Certificates`] holds the acceptor
+//! and replaces it when the PEM files change (SIGHUP, or a new modification time).
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -51,6 +52,111 @@ pub fn acceptor(
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// How often the PEM files' modification times are looked at.
+pub const RELOAD_CHECK: Duration = Duration::from_secs(5);
+
+/// The node's TLS acceptor, replaceable while it runs: `--tls-cert`/`--tls-key` are read
+/// again on SIGHUP and whenever either file's modification time changes (looked at every
+/// [`RELOAD_CHECK`]), so a renewed certificate (certbot, a secrets volume) serves the next
+/// handshake without a restart; connections already in TLS keep theirs. A reload that fails
+/// (a half-written file, a key that does not match) keeps the current certificate and logs
+/// why, so a bad file never takes TLS down.
+pub struct Certificates {
+    current: RwLock<TlsAcceptor>,
+    files: Option<(String, String)>,
+    hostname: String,
+    /// Modification times of the files as last loaded.
+    loaded: RwLock<Option<(SystemTime, SystemTime)>>,
+}
+
+impl Certificates {
+    pub fn load(
+        cert: Option<&str>,
+        key: Option<&str>,
+        hostname: &str,
+    ) -> anyhow::Result<Arc<Certificates>> {
+        let files = cert.zip(key).map(|(c, k)| (c.to_string(), k.to_string()));
+        let stamp = files.as_ref().and_then(|(c, k)| modified(c, k));
+        Ok(Arc::new(Certificates {
+            current: RwLock::new(acceptor(cert, key, hostname)?),
+            files,
+            hostname: hostname.to_string(),
+            loaded: RwLock::new(stamp),
+        }))
+    }
+
+    /// The acceptor for the next handshake.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads the files again; `Ok(false)` when there are none (self-signed).
+    pub fn reload(&self) -> anyhow::Result<bool> {
+        let Some((cert, key)) = &self.files else {
+            return Ok(false);
+        };
+        // Remembered even when the files are bad, so that they are not tried again every few
+        // seconds; the next change (or SIGHUP) tries again.
+        *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = modified(cert, key);
+        let fresh = acceptor(Some(cert), Some(key), &self.hostname)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(true)
+    }
+
+    fn changed(&self) -> bool {
+        let Some((cert, key)) = &self.files else {
+            return false;
+        };
+        let now = modified(cert, key);
+        now.is_some() && now != *self.loaded.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reloads on SIGHUP and on a file change, for as long as the process runs.
+    pub fn watch(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut hup = match tokio::signal::unix::signal(
+                tokio::signal::unix::SignalKind::hangup(),
+            ) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no SIGHUP handler; TLS files are reloaded on change only");
+                    None
+                }
+            };
+            let mut tick = tokio::time::interval(RELOAD_CHECK);
+            loop {
+                let why = tokio::select! {
+                    Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => "SIGHUP",
+                    _ = tick.tick() => {
+                        if !this.changed() {
+                            continue;
+                        }
+                        "file change"
+                    }
+                };
+                match this.reload() {
+                    Ok(true) => tracing::info!(why, "TLS certificate reloaded"),
+                    Ok(false) => {
+                        tracing::info!(why, "no --tls-cert/--tls-key to reload (self-signed)")
+                    }
+                    Err(e) => {
+                        tracing::error!(why, error = %e, "TLS certificate NOT reloaded; the current one stays")
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn modified(cert: &str, key: &str) -> Option<(SystemTime, SystemTime)> {
+    let m = |p: &str| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((m(cert)?, m(key)?))
 }
 
 /// A client connection: plain TCP, or TLS (implicit, or after STARTTLS/STLS).
