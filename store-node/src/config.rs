@@ -10,6 +10,8 @@ pub const DEFAULT_LOGIN_DELAY_MS: u64 = 250;
 pub const DEFAULT_AUTH_CACHE_TTL_SECS: u64 = 3600;
 /// How long an outbound queue claim lives without renewal (workers renew well before).
 pub const DEFAULT_QUEUE_CLAIM_TTL_SECS: f64 = 60.0;
+/// The outbound limit counts messages per user over this many seconds.
+pub const DEFAULT_OUTBOUND_LIMIT_WINDOW_SECS: u64 = 3600;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mailroot-store", version, about = "mailroot store node")]
@@ -41,6 +43,9 @@ pub struct StoreConfig {
     /// in progress are handed to another worker after this long.
     #[arg(long, env = "MAILROOT_QUEUE_CLAIM_TTL", default_value_t = DEFAULT_QUEUE_CLAIM_TTL_SECS)]
     pub queue_claim_ttl: f64,
+    /// Seconds of the sliding window the `outbound-limit` setting counts messages over.
+    #[arg(long, env = "MAILROOT_OUTBOUND_LIMIT_WINDOW", default_value_t = DEFAULT_OUTBOUND_LIMIT_WINDOW_SECS)]
+    pub outbound_limit_window: u64,
     /// Mutual TLS on the gRPC port: the CA that signs front-end and admin certificates, and
     /// this store's own certificate and key.
     #[command(flatten)]
@@ -79,6 +84,9 @@ impl StoreConfig {
         }
         if !(0.5..=3600.0).contains(&self.lease_ttl) {
             return Err("--lease-ttl: must be between 0.5 and 3600 seconds".into());
+        }
+        if !(1..=7 * 86_400).contains(&self.outbound_limit_window) {
+            return Err("--outbound-limit-window: must be between 1 second and 7 days".into());
         }
         if !(0.5..=3600.0).contains(&self.queue_claim_ttl) {
             return Err("--queue-claim-ttl: must be between 0.5 and 3600 seconds".into());

@@ -95,6 +95,7 @@ pub async fn run(
             login_delay: std::time::Duration::from_millis(config.login_delay_ms),
             auth_cache_ttl: std::time::Duration::from_secs(config.auth_cache_ttl),
             queue_claim_ttl: std::time::Duration::from_secs_f64(config.queue_claim_ttl),
+            outbound_limit_window: std::time::Duration::from_secs(config.outbound_limit_window),
         };
         async move {
             let started = std::time::Instant::now();

@@ -49,7 +49,14 @@ impl World {
         ];
         frontend.extend(fe_extra.iter().map(|s| s.to_string()));
         let options = Options {
-            store: vec!["--queue-claim-ttl".into(), "2".into()],
+            // Short claims (a killed worker's entry moves on quickly) and a short outbound-limit
+            // window (the limit lets mail through again within the test).
+            store: vec![
+                "--queue-claim-ttl".into(),
+                "2".into(),
+                "--outbound-limit-window".into(),
+                "4".into(),
+            ],
             frontend,
             ..Options::default()
         };
@@ -473,6 +480,16 @@ fn the_outbound_limit_answers_451_4_7_1() {
     // Local mail is not outbound mail: still accepted.
     let r = w.submit(0, &["bob@example.test"], "local");
     assert!(r.starts_with("250"), "{r}");
+    // Once the first messages have left the window (4 s here, an hour by default), the user
+    // may send again; refusals in between were not counted.
+    eventually("accepted again after the window", WAIT, || {
+        let r = w.submit(0, &["jo@remote.test"], "limited3");
+        if !r.starts_with("451 4.7.1") {
+            assert!(r.starts_with("250"), "{r}");
+            return Some(());
+        }
+        None
+    });
 }
 
 #[test]

@@ -250,6 +250,8 @@ pub struct Options {
     pub auth_cache_ttl: Duration,
     /// How long an outbound queue claim lives without renewal (`queue/claims.rs`).
     pub queue_claim_ttl: Duration,
+    /// The sliding window of the `outbound-limit` setting (`outbound.rs`).
+    pub outbound_limit_window: Duration,
 }
 
 impl Options {
@@ -259,6 +261,7 @@ impl Options {
             login_delay: Duration::from_millis(250),
             auth_cache_ttl: crate::auth::DEFAULT_CACHE_TTL,
             queue_claim_ttl: queue::DEFAULT_CLAIM_TTL,
+            outbound_limit_window: outbound::WINDOW,
         }
     }
 }

@@ -11,17 +11,32 @@ use std::collections::{HashMap, VecDeque};
 
 use super::*;
 
-/// The window the limit counts over.
+/// The window the limit counts over, unless `Options::outbound_limit_window` says otherwise
+/// (the store's `--outbound-limit-window`).
 pub const WINDOW: Duration = Duration::from_secs(3600);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct OutboundLimit {
+    window: Duration,
     /// User -> (admitted at, delivery id), oldest first.
     sent: Mutex<HashMap<String, VecDeque<(Instant, String)>>>,
 }
 
+impl Default for OutboundLimit {
+    fn default() -> Self {
+        OutboundLimit::new(WINDOW)
+    }
+}
+
 impl OutboundLimit {
-    /// Admits message `id` of `user` under `limit` per [`WINDOW`], counting it; `Err(count)`
+    pub(super) fn new(window: Duration) -> OutboundLimit {
+        OutboundLimit {
+            window,
+            sent: Mutex::default(),
+        }
+    }
+
+    /// Admits message `id` of `user` under `limit` per window, counting it; `Err(count)`
     /// when the user has sent `limit` messages within the window already.
     pub(super) fn admit(
         &self,
@@ -37,7 +52,7 @@ impl OutboundLimit {
         let window = sent.entry(user.to_ascii_lowercase()).or_default();
         while window
             .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) >= WINDOW)
+            .is_some_and(|(at, _)| now.duration_since(*at) >= self.window)
         {
             window.pop_front();
         }
@@ -56,7 +71,7 @@ impl OutboundLimit {
     pub(super) fn prune(&self, now: Instant) {
         let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
         sent.retain(|_, window| {
-            window.retain(|(at, _)| now.duration_since(*at) < WINDOW);
+            window.retain(|(at, _)| now.duration_since(*at) < self.window);
             !window.is_empty()
         });
     }

@@ -126,7 +126,7 @@ impl Store {
                 lease_ttl: options.lease_ttl,
                 epochs,
                 queue: queue::Queue::new(options.queue_claim_ttl, entries),
-                outbound: outbound::OutboundLimit::default(),
+                outbound: outbound::OutboundLimit::new(options.outbound_limit_window),
                 dkim: Mutex::new(keys),
                 stop: tokio_util::sync::CancellationToken::new(),
             }),
