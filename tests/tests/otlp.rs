@@ -207,6 +207,7 @@ fn one_smtp_delivery_is_one_trace_across_front_end_and_store_even_at_log_level_0
     let mut p = Pop3Client::connect(c.fe(0).pop3).unwrap();
     assert!(p.login(ALICE, "pw-alice").unwrap().starts_with("+OK"));
     assert!(!p.retr(1).unwrap().is_empty());
+    assert!(p.cmd("DELE 1").unwrap().starts_with("+OK"));
     assert!(p.cmd("QUIT").unwrap().starts_with("+OK"));
 
     // Batches wait 10 minutes: nothing has been sent yet...
@@ -254,10 +255,11 @@ fn one_smtp_delivery_is_one_trace_across_front_end_and_store_even_at_log_level_0
         Some("1")
     );
 
-    // POP3: the login and the RETR, each the parent of the store call it made.
+    // POP3: the login, the RETR and the commit at QUIT, each the parent of its store call.
     for (fe, st) in [
         ("pop3.login", "store.open_maildrop"),
         ("pop3.retr", "store.fetch_message"),
+        ("pop3.commit", "store.commit_maildrop"),
     ] {
         let parent = eventually(fe, ARRIVE, || receiver.named("mailroot-frontend", fe).pop());
         let child = eventually(st, ARRIVE, || receiver.named("mailroot-store", st).pop());

@@ -138,6 +138,10 @@ async fn drive(
                         (Some(h), false) => replies::commit(
                             node.store
                                 .commit(&h.mailbox, session, h.epoch, &delete)
+                                .instrument(tracing::info_span!(
+                                    "pop3.commit",
+                                    deletes = delete.len()
+                                ))
                                 .await,
                         ),
                         (None, false) => Err(pop3::CommitError::TempFailure),

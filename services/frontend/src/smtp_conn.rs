@@ -92,7 +92,8 @@ pub async fn serve(
                         smtp::AuthVerdict::Invalid
                     } else {
                         let ip = peer.ip().to_string();
-                        replies::smtp_auth(node.store.authenticate(&user, &password, &ip).await)
+                        let auth = node.store.authenticate(&user, &password, &ip);
+                        replies::smtp_auth(auth.instrument(tracing::info_span!("smtp.auth")).await)
                     };
                     authenticated = matches!(verdict, smtp::AuthVerdict::Ok { .. });
                     tracing::info!(%peer, %user, ok = authenticated, "SMTP AUTH");
