@@ -36,6 +36,10 @@ pub fn enabled() -> bool {
     PROVIDER.get().is_some()
 }
 
+/// The longest a stopping node waits for its last spans to be exported (a collector that is
+/// down must not hold up the stop: with the front-end's drain it stays below Docker's 10 s).
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// mailroot's own crates, the tracing targets whose spans are exported.
 const OWN_CRATES: [&str; 3] = ["mailroot_store", "mailroot_frontend", "mailroot_common"];
 
@@ -132,8 +136,7 @@ pub async fn shutdown() {
         return;
     };
     let result =
-        tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(Duration::from_secs(5)))
-            .await;
+        tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT)).await;
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "traces not all exported at shutdown"),
@@ -209,70 +212,41 @@ pub fn extract(metadata: &tonic::metadata::MetadataMap) -> Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing::Level;
+    use tracing::callsite::{Callsite, Identifier};
+    use tracing::field::FieldSet;
+    use tracing::metadata::Kind;
+
+    struct NoCallsite;
+
+    impl Callsite for NoCallsite {
+        fn set_interest(&self, _: Interest) {}
+        fn metadata(&self) -> &Metadata<'_> {
+            unreachable!("only the identifier is used")
+        }
+    }
+
+    static CALLSITE: NoCallsite = NoCallsite;
+
+    fn wants(target: &'static str, level: Level, kind: Kind) -> bool {
+        let fields = FieldSet::new(&[], Identifier(&CALLSITE));
+        OwnSpans::wants(&Metadata::new(
+            "m", target, level, None, None, None, fields, kind,
+        ))
+    }
 
     #[test]
-    fn only_own_spans_are_exported() {
-        use tracing::callsite::Identifier;
-        use tracing::field::FieldSet;
-        use tracing::metadata::Kind;
-        struct Cs;
-        impl tracing::callsite::Callsite for Cs {
-            fn set_interest(&self, _: Interest) {}
-            fn metadata(&self) -> &Metadata<'_> {
-                unimplemented!()
-            }
-        }
-        static CS: Cs = Cs;
-        let meta = |target: &'static str, level, kind| {
-            Metadata::new(
-                "m",
-                target,
-                level,
-                None,
-                None,
-                None,
-                FieldSet::new(&[], Identifier(&CS)),
-                kind,
-            )
-        };
-        use tracing::Level;
-        let span = Kind::SPAN;
-        let event = Kind::EVENT;
-        assert!(OwnSpans::wants(&meta(
+    fn own_spans_and_warnings_are_exported_nothing_else() {
+        assert!(wants(
             "mailroot_frontend::smtp_conn",
             Level::INFO,
-            span.clone()
-        )));
-        assert!(OwnSpans::wants(&meta(
-            "mailroot_store",
-            Level::INFO,
-            span.clone()
-        )));
-        assert!(!OwnSpans::wants(&meta(
-            "mailroot_store::grpc",
-            Level::DEBUG,
-            span.clone()
-        )));
-        assert!(!OwnSpans::wants(&meta(
-            "h2::proto",
-            Level::INFO,
-            span.clone()
-        )));
-        assert!(!OwnSpans::wants(&meta(
-            "mailroot_storex",
-            Level::INFO,
-            span.clone()
-        )));
-        assert!(OwnSpans::wants(&meta(
-            "mailroot_store::grpc",
-            Level::WARN,
-            event.clone()
-        )));
-        assert!(!OwnSpans::wants(&meta(
-            "mailroot_store::grpc",
-            Level::INFO,
-            event
-        )));
-        let _ = span;
+            Kind::SPAN
+        ));
+        assert!(wants("mailroot_store", Level::INFO, Kind::SPAN));
+        assert!(!wants("mailroot_store::grpc", Level::DEBUG, Kind::SPAN));
+        assert!(!wants("h2::proto", Level::INFO, Kind::SPAN));
+        assert!(!wants("mailroot_storex", Level::INFO, Kind::SPAN));
+        assert!(wants("mailroot_store::grpc", Level::WARN, Kind::EVENT));
+        assert!(!wants("mailroot_store::grpc", Level::INFO, Kind::EVENT));
     }
 }
