@@ -59,6 +59,9 @@ pub struct StoreConfig {
     /// Prometheus `/metrics`, `/healthz` and `/readyz` (services/common/src/telemetry.rs).
     #[command(flatten)]
     pub metrics: mailroot_common::flags::MetricsListen,
+    /// OpenTelemetry traces over OTLP/gRPC (services/common/src/tracing_otel.rs).
+    #[command(flatten)]
+    pub otlp: mailroot_common::flags::OtlpEndpoint,
 }
 
 impl StoreConfig {
@@ -93,6 +96,7 @@ impl StoreConfig {
         }
         self.cluster_tls.validate()?;
         self.metrics.validate()?;
+        self.otlp.validate()?;
         let given = usize::from(self.cluster_tls.enabled());
         let loopback = self
             .listen

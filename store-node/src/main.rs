@@ -7,7 +7,12 @@ fn main() {
 
 async fn serve() {
     let config = StoreConfig::parse();
-    mailroot_common::logging::init(config.log.log_format);
+    if let Err(e) =
+        mailroot_common::logging::init(config.log.log_format, &config.otlp, "mailroot-store")
+    {
+        eprintln!("mailroot-store: {e}");
+        std::process::exit(2);
+    }
     if let Err(e) = config.validate() {
         eprintln!("mailroot-store: {e}");
         std::process::exit(2);
@@ -34,7 +39,10 @@ async fn serve() {
         let signal = stop.await;
         tracing::info!(%signal, "shutting down: finishing the calls in progress");
     };
-    if let Err(e) = mailroot_store::run(config, listener, metrics, shutdown).await {
+    let result = mailroot_store::run(config, listener, metrics, shutdown).await;
+    // The spans of the last calls: exported before the process ends.
+    mailroot_common::tracing_otel::shutdown().await;
+    if let Err(e) = result {
         eprintln!("mailroot-store: {e:#}");
         std::process::exit(1);
     }

@@ -200,6 +200,8 @@ pub struct Options {
     pub ctl: Vec<String>,
     /// `https` when the store speaks TLS.
     pub tls: bool,
+    /// Extra environment variables of the store and front-end processes.
+    pub env: Vec<(String, String)>,
 }
 
 impl Drop for TestCluster {
@@ -251,6 +253,7 @@ impl TestCluster {
             "127.0.0.1:0",
             0,
             &options.store,
+            &options.env,
         );
         let store_addr = addr_of(&pairs, "store");
         let mut cluster = TestCluster {
@@ -288,6 +291,7 @@ impl TestCluster {
         listen: &str,
         n: usize,
         extra: &[String],
+        env: &[(String, String)],
     ) -> (Proc, Vec<(String, String)>) {
         let mut cmd = Command::new(bin("mailroot-store"));
         cmd.args([
@@ -305,7 +309,8 @@ impl TestCluster {
         // A small base for the growing delay after failed logins, so throttling tests reach
         // the refusal quickly.
         .args(["--login-delay-ms", "20"])
-        .args(extra);
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)));
         Proc::start(cmd, dir.join(format!("store-{n}.log")))
     }
 
@@ -345,6 +350,7 @@ impl TestCluster {
         let mut cmd = self.frontend_command_base(guid);
         cmd.args(extra);
         cmd.args(&self.options.frontend);
+        cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -393,6 +399,7 @@ impl TestCluster {
             &listen,
             self.starts,
             &self.options.store,
+            &self.options.env,
         );
         self.store = store;
         self.store_metrics = metrics_of(&pairs);

@@ -64,6 +64,7 @@ fn mutual_tls_cluster_with_roles() {
         frontend: flags(&pki, "frontend"),
         ctl: flags(&pki, "admin"),
         tls: true,
+        ..Options::default()
     };
     let c = TestCluster::start_with(1, options, tmp);
     c.ctl_ok(&["domain", "add", "example.test"], None);

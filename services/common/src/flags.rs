@@ -1,6 +1,6 @@
 //! Flags every mailroot binary shares, declared once and flattened into each binary's clap
 //! config (`#[command(flatten)]`): the store's URL, the cluster's mutual-TLS files and the
-//! metrics listener.
+//! metrics listener, the OTLP trace endpoint.
 
 use clap::Args;
 
@@ -111,6 +111,28 @@ impl MetricsListen {
     }
 }
 
+/// `--otlp-endpoint`: where the node sends its traces (`tracing_otel.rs`); the store and the
+/// front-ends.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OtlpEndpoint {
+    /// OTLP/gRPC collector to send traces to (e.g. http://collector:4317). Off by default:
+    /// without it nothing is traced or exported.
+    #[arg(long = "otlp-endpoint", env = "MAILROOT_OTLP_ENDPOINT")]
+    pub endpoint: Option<String>,
+}
+
+impl OtlpEndpoint {
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.endpoint {
+            Some(url) if !url.starts_with("http://") => Err(format!(
+                "--otlp-endpoint: {url:?} is not a URL like http://collector:4317 \
+                 (OTLP/gRPC in plaintext, to a collector or agent on a trusted network)"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +146,8 @@ mod tests {
         tls: ClusterTls,
         #[command(flatten)]
         metrics: MetricsListen,
+        #[command(flatten)]
+        otlp: OtlpEndpoint,
     }
 
     #[test]
@@ -132,6 +156,18 @@ mod tests {
         assert_eq!(ok.store.url, DEFAULT_STORE);
         assert_eq!(ok.tls.files(), Ok(None));
         assert_eq!(ok.metrics.addr, None, "metrics are off by default");
+        assert_eq!(ok.otlp.endpoint, None, "traces are off by default");
+        assert!(ok.otlp.validate().is_ok());
+        let otlp =
+            Bin::try_parse_from(["bin", "--otlp-endpoint", "http://collector:4317"]).unwrap();
+        assert!(otlp.otlp.validate().is_ok());
+        let bad = Bin::try_parse_from(["bin", "--otlp-endpoint", "collector:4317"]).unwrap();
+        assert!(
+            bad.otlp
+                .validate()
+                .unwrap_err()
+                .starts_with("--otlp-endpoint:")
+        );
         let on = Bin::try_parse_from(["bin", "--metrics", "127.0.0.1:0"]).unwrap();
         assert_eq!(on.metrics.addr.as_deref(), Some("127.0.0.1:0"));
         assert!(on.metrics.validate().is_ok());

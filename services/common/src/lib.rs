@@ -1,8 +1,9 @@
 //! What every mailroot binary shares. Kept small on purpose: process set-up (allocator, async
 //! runtime, stop signals), the flags every binary shares (`flags.rs`), logging with its live,
-//! cluster-wide level (`logging.rs`), the metrics and health endpoints (`telemetry.rs`) and the
-//! RFC 3464 delivery status notification builder (`dsn.rs`, used by the store and the
-//! front-end); no protocol state machine and no storage logic.
+//! cluster-wide level (`logging.rs`), the metrics and health endpoints (`telemetry.rs`), traces
+//! over OTLP (`tracing_otel.rs`) and the RFC 3464 delivery status notification builder
+//! (`dsn.rs`, used by the store and the front-end); no protocol state machine and no storage
+//! logic.
 
 use std::future::Future;
 
@@ -10,6 +11,7 @@ pub mod dsn;
 pub mod flags;
 pub mod logging;
 pub mod telemetry;
+pub mod tracing_otel;
 
 /// Runs `main` on the process's async runtime, after setting up the allocator.
 ///

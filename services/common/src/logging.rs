@@ -24,7 +24,11 @@ use std::io::IsTerminal;
 use std::sync::{Mutex, OnceLock};
 
 use clap::{Args, ValueEnum};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing::Metadata;
+use tracing::subscriber::Interest;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::FilterExt;
+use tracing_subscriber::layer::{self, Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, fmt, reload};
 
@@ -116,6 +120,28 @@ impl std::fmt::Display for LogLevel {
     }
 }
 
+/// The log output's part of its filter: events, never spans (see [`init`]).
+struct EventsOnly;
+
+impl<S> Filter<S> for EventsOnly {
+    fn enabled(&self, meta: &Metadata<'_>, _: &layer::Context<'_, S>) -> bool {
+        !meta.is_span()
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if meta.is_span() {
+            Interest::never()
+        } else {
+            Interest::always()
+        }
+    }
+
+    /// No limit of its own: the level filter's hint is the output's.
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+}
+
 struct Control {
     handle: reload::Handle<EnvFilter, Registry>,
     /// The start-up directives (`RUST_LOG` or [`DEFAULT_FILTER`]), to return to.
@@ -138,31 +164,51 @@ fn startup_filter() -> (EnvFilter, String) {
 
 /// Installs the process's subscriber: events to standard error in `format`, filtered by the
 /// start-up filter until [`apply`] sets a level. Colours only on a terminal (a log file or a
-/// shipper gets plain text). Call once, first thing in `main`.
-pub fn init(format: LogFormat) {
+/// shipper gets plain text). With `--otlp-endpoint`, also the OpenTelemetry layer of
+/// `tracing_otel.rs` for `service` (`mailroot-store`, `mailroot-frontend`).
+///
+/// The level filter is the log output's own (a per-layer filter), not the subscriber's: the
+/// trace layer has its own ([`crate::tracing_otel::OwnSpans`]), so log level 0 silences the
+/// log but not the traces. Spans are for the traces only ([`EventsOnly`]): log lines carry
+/// their own fields and look the same with traces on or off, and without `--otlp-endpoint` no
+/// layer wants a span, so `info_span!` costs nothing. Call once, first thing in `main`, inside the runtime; the error
+/// (an unusable `--otlp-endpoint`) names the flag.
+pub fn init(
+    format: LogFormat,
+    otlp: &crate::flags::OtlpEndpoint,
+    service: &'static str,
+) -> Result<(), String> {
     let (filter, startup) = startup_filter();
     let (filter, handle) = reload::Layer::new(filter);
-    let text = (format == LogFormat::Text).then(|| {
-        fmt::layer()
+    let output: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
-    });
-    let json = (format == LogFormat::Json).then(|| {
-        fmt::layer()
+            .boxed(),
+        LogFormat::Json => fmt::layer()
             .json()
             .with_current_span(false)
             .with_writer(std::io::stderr)
-    });
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(text)
-        .with(json)
-        .init();
+            .boxed(),
+    };
+    let mut layers = vec![output.with_filter(filter.and(EventsOnly)).boxed()];
+    if let Some(endpoint) = &otlp.endpoint {
+        otlp.validate()?;
+        let tracer = crate::tracing_otel::start(endpoint, service)?;
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(crate::tracing_otel::OwnSpans)
+                .boxed(),
+        );
+    }
+    tracing_subscriber::registry().with(layers).init();
     let _ = CONTROL.set(Control {
         handle,
         startup,
         applied: Mutex::new(None),
     });
+    Ok(())
 }
 
 /// Applies the cluster-wide level as the settings carry it (None: back to the start-up

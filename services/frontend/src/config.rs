@@ -55,6 +55,9 @@ pub struct FrontendConfig {
     /// Prometheus `/metrics`, `/healthz` and `/readyz` (services/common/src/telemetry.rs).
     #[command(flatten)]
     pub metrics: mailroot_common::flags::MetricsListen,
+    /// OpenTelemetry traces over OTLP/gRPC (services/common/src/tracing_otel.rs).
+    #[command(flatten)]
+    pub otlp: mailroot_common::flags::OtlpEndpoint,
     /// The cluster's auth GUID (must match the store's).
     #[arg(long, env = "MAILROOT_AUTH_GUID")]
     pub auth_guid: String,
@@ -161,6 +164,7 @@ impl FrontendConfig {
         self.store.validate()?;
         self.cluster_tls.validate()?;
         self.metrics.validate()?;
+        self.otlp.validate()?;
         if uuid::Uuid::parse_str(&self.auth_guid).is_err() {
             return Err(format!("--auth-guid: {:?} is not a GUID", self.auth_guid));
         }

@@ -20,7 +20,11 @@ fn main() {
 
 async fn serve() {
     let config = FrontendConfig::parse();
-    mailroot_common::logging::init(config.log.log_format);
+    if let Err(e) =
+        mailroot_common::logging::init(config.log.log_format, &config.otlp, "mailroot-frontend")
+    {
+        fail(2, e);
+    }
     if let Err(e) = config.validate() {
         fail(2, e);
     }
@@ -98,7 +102,10 @@ async fn serve() {
         let signal = stop.await;
         tracing::info!(%signal, "shutting down");
     };
-    if let Err(e) = mailroot_frontend::run(node, listeners, metrics, shutdown).await {
+    let result = mailroot_frontend::run(node, listeners, metrics, shutdown).await;
+    // The spans of the last sessions: exported before the process ends.
+    mailroot_common::tracing_otel::shutdown().await;
+    if let Err(e) = result {
         fail(1, e.to_string());
     }
     tracing::info!("stopped");

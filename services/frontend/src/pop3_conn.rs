@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::metrics::Meter;
 use crate::store_client::Session;
@@ -84,6 +85,7 @@ async fn drive(
                     let result = node
                         .store
                         .open_maildrop(&user, &password, session, &ip)
+                        .instrument(tracing::info_span!("pop3.login"))
                         .await;
                     metrics::histogram!(
                         crate::metrics::POP3_LOGIN_SECONDS,
@@ -125,6 +127,7 @@ async fn drive(
                             &uidl,
                             top,
                         )
+                        .instrument(tracing::info_span!("pop3.retr", top = top.is_some()))
                         .await?
                     }
                     None => pop.fetch_failed(pop3::FetchError::Gone),
@@ -135,6 +138,10 @@ async fn drive(
                         (Some(h), false) => replies::commit(
                             node.store
                                 .commit(&h.mailbox, session, h.epoch, &delete)
+                                .instrument(tracing::info_span!(
+                                    "pop3.commit",
+                                    deletes = delete.len()
+                                ))
                                 .await,
                         ),
                         (None, false) => Err(pop3::CommitError::TempFailure),

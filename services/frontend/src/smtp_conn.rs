@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use proto::v1::{DeliverRequest, DsnRet, Notify, RecipientParams};
 use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
 
 use crate::metrics::Meter;
 use crate::tls::{Conn, Input};
@@ -50,7 +51,18 @@ pub async fn serve(
                     stream.write_all(&out).await?;
                     out.clear();
                     let started = Instant::now();
-                    let verdict = deliver(&node, peer, envelope, message).await;
+                    // One trace per delivery: the store's span of the Deliver call is its child.
+                    let span = tracing::info_span!(
+                        "smtp.deliver",
+                        delivery.id = tracing::field::Empty,
+                        recipients = envelope.recipients.len(),
+                        size = message.len(),
+                        authenticated = envelope.authenticated.is_some(),
+                        service = service.name(),
+                    );
+                    let verdict = deliver(&node, peer, envelope, message)
+                        .instrument(span)
+                        .await;
                     let stored = matches!(verdict, smtp::DeliverVerdict::Stored { .. });
                     metrics::histogram!(
                         crate::metrics::SMTP_DATA_SECONDS,
@@ -80,7 +92,8 @@ pub async fn serve(
                         smtp::AuthVerdict::Invalid
                     } else {
                         let ip = peer.ip().to_string();
-                        replies::smtp_auth(node.store.authenticate(&user, &password, &ip).await)
+                        let auth = node.store.authenticate(&user, &password, &ip);
+                        replies::smtp_auth(auth.instrument(tracing::info_span!("smtp.auth")).await)
                     };
                     authenticated = matches!(verdict, smtp::AuthVerdict::Ok { .. });
                     tracing::info!(%peer, %user, ok = authenticated, "SMTP AUTH");
@@ -165,6 +178,7 @@ async fn deliver(
     message: Vec<u8>,
 ) -> smtp::DeliverVerdict {
     let id = uuid::Uuid::now_v7().to_string();
+    tracing::Span::current().record("delivery.id", id.as_str());
     let trace = trace_headers(node, peer, &envelope, &id);
     // DKIM (RFC 6376) for mail our own users submit, when the From: domain has a key.
     let signature = envelope

@@ -5,6 +5,8 @@
 //! retried here is idempotent: reads, and writes keyed by an id chosen before the first try
 //! (a delivery id) or naming the exact objects to remove (a POP3 commit).
 //!
+//! Every call carries the caller's trace context when traces are on (`GuidStamp`).
+//!
 //! Every call is timed (`mailroot_store_rpc_seconds{method,result}`, retries included) and
 //! its outcome kept as [`StoreClient::reachable`], one of the front-end's `/readyz` checks.
 
@@ -28,12 +30,16 @@ use crate::config::{
 type Guid = MetadataValue<tonic::metadata::Ascii>;
 type Inner = RpcClient<InterceptedService<Channel, GuidStamp>>;
 
+/// Stamps every call with the auth GUID and, when traces are on, the caller's trace context
+/// (W3C `traceparent`): the store's span of the call is a child of the front-end's span that
+/// made it (`smtp.deliver`, `pop3.login`, ...), in the same trace.
 #[derive(Clone)]
 pub struct GuidStamp(Guid);
 
 impl tonic::service::Interceptor for GuidStamp {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         req.metadata_mut().insert(AUTH_GUID_HEADER, self.0.clone());
+        mailroot_common::tracing_otel::inject(req.metadata_mut());
         Ok(req)
     }
 }

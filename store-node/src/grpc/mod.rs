@@ -11,6 +11,7 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::nodes::{self, Registry};
 use crate::store::queue::{DeliveryReport, Outcome, Ret};
@@ -141,6 +142,14 @@ impl Loaded {
     }
 }
 
+/// The span of one call, a child of the caller's span when the call carries a trace context
+/// (W3C `traceparent`, put there by the front-end's client interceptor): so one SMTP
+/// delivery is one trace across the front-end and the store. Spans only reach the traces
+/// (`--otlp-endpoint`); without it they cost nothing.
+fn traced<T>(req: &Request<T>, span: tracing::Span) -> tracing::Span {
+    mailroot_common::tracing_otel::child_of_caller(req.metadata(), span)
+}
+
 pub struct StoreService {
     store: Loaded,
     store_id: String,
@@ -171,69 +180,87 @@ impl StoreRpc for StoreService {
     }
 
     async fn deliver(&self, req: Request<DeliverRequest>) -> Reply<DeliverReply> {
-        let req = req.into_inner();
-        let (id, from) = (req.delivery_id.clone(), req.mail_from.clone());
-        let delivery = Delivery {
-            id: req.delivery_id,
-            mail_from: req.mail_from,
-            recipients: req.recipients,
-            message: req.message,
-            user: req.authenticated_user,
-            reporting_host: req.reporting_host,
-            envid: req.envid,
-            ret: match DsnRet::try_from(req.ret) {
-                Ok(DsnRet::Full) => Ret::Full,
-                Ok(DsnRet::Hdrs) => Ret::Hdrs,
-                _ => Ret::Unspecified,
-            },
-            params: req
-                .recipient_params
+        let span = traced(
+            &req,
+            tracing::info_span!(
+                "store.deliver",
+                delivery.id = %req.get_ref().delivery_id,
+                recipients = req.get_ref().recipients.len(),
+                size = req.get_ref().message.len(),
+            ),
+        );
+        async move {
+            let req = req.into_inner();
+            let (id, from) = (req.delivery_id.clone(), req.mail_from.clone());
+            let delivery = Delivery {
+                id: req.delivery_id,
+                mail_from: req.mail_from,
+                recipients: req.recipients,
+                message: req.message,
+                user: req.authenticated_user,
+                reporting_host: req.reporting_host,
+                envid: req.envid,
+                ret: match DsnRet::try_from(req.ret) {
+                    Ok(DsnRet::Full) => Ret::Full,
+                    Ok(DsnRet::Hdrs) => Ret::Hdrs,
+                    _ => Ret::Unspecified,
+                },
+                params: req
+                    .recipient_params
+                    .into_iter()
+                    .map(|p| RecipientParams {
+                        notify: p.notify,
+                        orcpt: p.orcpt,
+                    })
+                    .collect(),
+            };
+            let outcomes = self.store.get()?.deliver_message(delivery).await?;
+            let results: Vec<RecipientResult> = outcomes
                 .into_iter()
-                .map(|p| RecipientParams {
-                    notify: p.notify,
-                    orcpt: p.orcpt,
+                .map(|o| RecipientResult {
+                    recipient: o.recipient,
+                    status: recipient_status(o.status).0 as i32,
+                    failed_mailboxes: o.failed,
+                    stored_mailboxes: o.stored,
                 })
-                .collect(),
-        };
-        let outcomes = self.store.get()?.deliver_message(delivery).await?;
-        let results: Vec<RecipientResult> = outcomes
-            .into_iter()
-            .map(|o| RecipientResult {
-                recipient: o.recipient,
-                status: recipient_status(o.status).0 as i32,
-                failed_mailboxes: o.failed,
-                stored_mailboxes: o.stored,
-            })
-            .collect();
-        tracing::debug!(%id, %from, results = ?results.iter().map(|r| (&r.recipient, r.status)).collect::<Vec<_>>(), "delivered");
-        Ok(Response::new(DeliverReply { results }))
+                .collect();
+            tracing::debug!(%id, %from, results = ?results.iter().map(|r| (&r.recipient, r.status)).collect::<Vec<_>>(), "delivered");
+            Ok(Response::new(DeliverReply { results }))
+        }
+        .instrument(span)
+        .await
     }
 
     async fn open_maildrop(&self, req: Request<OpenMaildropRequest>) -> Reply<OpenMaildropReply> {
-        let req = req.into_inner();
-        let (addr, epoch, messages) = self
-            .store
-            .get()?
-            .open_maildrop(
-                &req.user,
-                &req.password,
-                &req.session_id,
-                &req.node,
-                &req.client_ip,
-            )
-            .await?;
-        Ok(Response::new(OpenMaildropReply {
-            mailbox: addr.to_string(),
-            messages: messages
-                .into_iter()
-                .map(|m| MessageInfo {
-                    uidl: m.uidl,
-                    size: m.size,
-                })
-                .collect(),
-            lease_ttl_ms: self.store.get()?.lease_ttl().as_millis() as u64,
-            epoch,
-        }))
+        let span = traced(&req, tracing::info_span!("store.open_maildrop"));
+        async move {
+            let req = req.into_inner();
+            let (addr, epoch, messages) = self
+                .store
+                .get()?
+                .open_maildrop(
+                    &req.user,
+                    &req.password,
+                    &req.session_id,
+                    &req.node,
+                    &req.client_ip,
+                )
+                .await?;
+            Ok(Response::new(OpenMaildropReply {
+                mailbox: addr.to_string(),
+                messages: messages
+                    .into_iter()
+                    .map(|m| MessageInfo {
+                        uidl: m.uidl,
+                        size: m.size,
+                    })
+                    .collect(),
+                lease_ttl_ms: self.store.get()?.lease_ttl().as_millis() as u64,
+                epoch,
+            }))
+        }
+        .instrument(span)
+        .await
     }
 
     type FetchMessageStream =
@@ -245,48 +272,59 @@ impl StoreRpc for StoreService {
         &self,
         req: Request<FetchMessageRequest>,
     ) -> Reply<Self::FetchMessageStream> {
-        let req = req.into_inner();
-        let chunks = self
-            .store
-            .get()?
-            .fetch_stream(&req.mailbox, &req.uidl)
-            .await?;
-        let cut = req
-            .top_lines
-            .map(|n| pop3::TopCut::new(usize::try_from(n).unwrap_or(usize::MAX)));
-        let stream = futures::stream::unfold((chunks, cut), |(mut chunks, mut cut)| async move {
-            if cut.as_ref().is_some_and(pop3::TopCut::is_done) {
-                return None;
-            }
-            let item = match futures::StreamExt::next(&mut chunks).await? {
-                Err(e) => Err(Status::from(e)),
-                Ok(data) => {
-                    let data = match &mut cut {
-                        Some(c) => {
-                            let keep = c.cut(&data).len();
-                            data.slice(..keep)
+        let span = traced(&req, tracing::info_span!("store.fetch_message"));
+        async move {
+            let req = req.into_inner();
+            let chunks = self
+                .store
+                .get()?
+                .fetch_stream(&req.mailbox, &req.uidl)
+                .await?;
+            let cut = req
+                .top_lines
+                .map(|n| pop3::TopCut::new(usize::try_from(n).unwrap_or(usize::MAX)));
+            let stream =
+                futures::stream::unfold((chunks, cut), |(mut chunks, mut cut)| async move {
+                    if cut.as_ref().is_some_and(pop3::TopCut::is_done) {
+                        return None;
+                    }
+                    let item = match futures::StreamExt::next(&mut chunks).await? {
+                        Err(e) => Err(Status::from(e)),
+                        Ok(data) => {
+                            let data = match &mut cut {
+                                Some(c) => {
+                                    let keep = c.cut(&data).len();
+                                    data.slice(..keep)
+                                }
+                                None => data,
+                            };
+                            Ok(MessageChunk { data })
                         }
-                        None => data,
                     };
-                    Ok(MessageChunk { data })
-                }
-            };
-            Some((item, (chunks, cut)))
-        });
-        Ok(Response::new(Box::pin(stream)))
+                    Some((item, (chunks, cut)))
+                });
+            Ok(Response::new(Box::pin(stream) as Self::FetchMessageStream))
+        }
+        .instrument(span)
+        .await
     }
 
     async fn commit_maildrop(
         &self,
         req: Request<CommitMaildropRequest>,
     ) -> Reply<CommitMaildropReply> {
-        let req = req.into_inner();
-        let deleted = self
-            .store
-            .get()?
-            .commit(&req.mailbox, req.epoch, &req.delete)
-            .await?;
-        Ok(Response::new(CommitMaildropReply { deleted }))
+        let span = traced(&req, tracing::info_span!("store.commit_maildrop"));
+        async move {
+            let req = req.into_inner();
+            let deleted = self
+                .store
+                .get()?
+                .commit(&req.mailbox, req.epoch, &req.delete)
+                .await?;
+            Ok(Response::new(CommitMaildropReply { deleted }))
+        }
+        .instrument(span)
+        .await
     }
 
     async fn renew_maildrop(&self, req: Request<MaildropSession>) -> Reply<RenewMaildropReply> {
@@ -296,16 +334,21 @@ impl StoreRpc for StoreService {
     }
 
     async fn authenticate(&self, req: Request<AuthenticateRequest>) -> Reply<AuthenticateReply> {
-        let req = req.into_inner();
-        let (addr, senders) = self
-            .store
-            .get()?
-            .authenticate(&req.user, &req.password, &req.client_ip)
-            .await?;
-        Ok(Response::new(AuthenticateReply {
-            mailbox: addr.to_string(),
-            senders,
-        }))
+        let span = traced(&req, tracing::info_span!("store.authenticate"));
+        async move {
+            let req = req.into_inner();
+            let (addr, senders) = self
+                .store
+                .get()?
+                .authenticate(&req.user, &req.password, &req.client_ip)
+                .await?;
+            Ok(Response::new(AuthenticateReply {
+                mailbox: addr.to_string(),
+                senders,
+            }))
+        }
+        .instrument(span)
+        .await
     }
 
     type WatchSettingsStream =
