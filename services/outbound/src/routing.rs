@@ -63,6 +63,16 @@ impl std::fmt::Display for RouteError {
     }
 }
 
+/// A TLS client configuration that trusts nothing: the resolver is never asked to use TLS.
+fn no_roots_tls() -> Result<rustls::ClientConfig, OutboundError> {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OutboundError::Resolver(e.to_string()))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
+}
+
 impl Resolver {
     /// System name servers (/etc/resolv.conf), or `servers` (UDP and TCP) when given
     /// (the front-end's `--dns-server IP:PORT` flag; tests point it at a dnsmasq on loopback).
@@ -96,6 +106,10 @@ impl Resolver {
         options.attempts = ATTEMPTS;
         // Mail domains are always absolute: never try the search list.
         options.ndots = 0;
+        // hickory is built with TLS (mail-auth turns its DNS-over-TLS on) and would otherwise
+        // load the system's CA certificates here — which a minimal image (FROM scratch) does
+        // not have, and the resolver never needs: name servers are asked over UDP and TCP.
+        let builder = builder.with_tls_config(no_roots_tls()?);
         let inner = builder
             .build()
             .map_err(|e| OutboundError::Resolver(e.to_string()))?;
