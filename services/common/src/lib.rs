@@ -103,6 +103,29 @@ pub fn system_hostname() -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
+/// A future that resolves on the first SIGTERM or SIGINT (Ctrl-C), naming it.
+///
+/// In a `FROM scratch` image the binary is PID 1, and the kernel delivers no signal to PID 1
+/// that has no handler: without this, `docker stop`'s SIGTERM is ignored and Docker SIGKILLs
+/// after its stop timeout. The handlers are installed by this call, not at the first poll, so
+/// a signal that arrives between start-up and the first poll is not lost (nor fatal). Must be
+/// called inside the runtime.
+pub fn stop_signal() -> impl Future<Output = &'static str> + Send {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let (Ok(mut term), Ok(mut int)) = (term, int) else {
+            // Only when signal handling cannot be set up at all: run until killed.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -130,28 +153,5 @@ mod tests {
         let name = super::system_hostname().expect("gethostname");
         let proc = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
         assert_eq!(name, proc.trim());
-    }
-}
-
-/// A future that resolves on the first SIGTERM or SIGINT (Ctrl-C), naming it.
-///
-/// In a `FROM scratch` image the binary is PID 1, and the kernel delivers no signal to PID 1
-/// that has no handler: without this, `docker stop`'s SIGTERM is ignored and Docker SIGKILLs
-/// after its stop timeout. The handlers are installed by this call, not at the first poll, so
-/// a signal that arrives between start-up and the first poll is not lost (nor fatal). Must be
-/// called inside the runtime.
-pub fn stop_signal() -> impl Future<Output = &'static str> + Send {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    async move {
-        let (Ok(mut term), Ok(mut int)) = (term, int) else {
-            // Only when signal handling cannot be set up at all: run until killed.
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        }
     }
 }
