@@ -31,10 +31,10 @@ bins=target/$profile
 
 work=deploy/.build
 rm -rf "$work"
-mkdir -p "$work/app/rootfs" "$work/app/data" "$work/app/tmp"
+mkdir -p "$work/app/rootfs" "$work/app/data" "$work/app/tmp" "$work/app/secrets"
 # Non-empty, so COPY --chown creates the directories owned by the runtime user (a new named
-# volume mounted on /data takes that ownership).
-touch "$work/app/data/.keep" "$work/app/tmp/.keep"
+# volume mounted on /data or /secrets takes that ownership).
+touch "$work/app/data/.keep" "$work/app/tmp/.keep" "$work/app/secrets/.keep"
 for bin in mailroot-store mailroot-frontend mailrootctl; do
     cp "$bins/$bin" "$work/app/rootfs/"
 done

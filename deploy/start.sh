@@ -11,8 +11,12 @@ cd "$(dirname "$0")/.."
 # MAILROOT_LOCAL=1 forces the local-process cluster below.
 if [ "${MAILROOT_LOCAL:-0}" != 1 ] && docker info >/dev/null 2>&1; then
     ./deploy/compose-up.sh --scale frontend=2
-    set -a; . deploy/.secrets.env; set +a
-    export MAILROOT_STORE=http://127.0.0.1:${MAILROOT_STORE_PORT:-7070}
+    # The admin's credentials, copied out of the cluster-secrets volume by compose-up.sh.
+    export MAILROOT_STORE=https://127.0.0.1:${MAILROOT_STORE_PORT:-7070}
+    export MAILROOT_ENV_FILE=$PWD/deploy/.secrets/cluster.env
+    export MAILROOT_CLUSTER_CA=$PWD/deploy/.secrets/ca.pem
+    export MAILROOT_CLUSTER_CERT=$PWD/deploy/.secrets/admin.pem
+    export MAILROOT_CLUSTER_KEY=$PWD/deploy/.secrets/admin-key.pem
     for _ in $(seq 120); do target/release/mailrootctl domain list >/dev/null 2>&1 && break; sleep 0.5; done
     target/release/mailrootctl domain list | grep -qx example.test || target/release/mailrootctl domain add example.test
     if ! target/release/mailrootctl mailbox list | grep -qx demo@example.test; then
@@ -23,9 +27,11 @@ if [ "${MAILROOT_LOCAL:-0}" != 1 ] && docker info >/dev/null 2>&1; then
     cat <<INFO
 
 mailroot is running in Docker (project $(basename "$PWD"); stop: docker-compose down).
-  load balancer     SMTP 127.0.0.1:${MAILROOT_SMTP_PORT:-2525}  submission ${MAILROOT_SUBMISSION_PORT:-1587}  smtps ${MAILROOT_SMTPS_PORT:-1465}  POP3 ${MAILROOT_POP3_PORT:-1110}  pop3s ${MAILROOT_POP3S_PORT:-1995}
+  load balancer     SMTP ${MAILROOT_SMTP_PORT:-25}  submission ${MAILROOT_SUBMISSION_PORT:-587}  smtps ${MAILROOT_SMTPS_PORT:-465}  POP3 ${MAILROOT_POP3_PORT:-110}  pop3s ${MAILROOT_POP3S_PORT:-995}
   more front-ends   ./deploy/compose-up.sh --scale frontend=3
-  mailrootctl       set -a; . deploy/.secrets.env; set +a; MAILROOT_STORE=$MAILROOT_STORE target/release/mailrootctl stat
+  mailrootctl       MAILROOT_STORE=$MAILROOT_STORE MAILROOT_ENV_FILE=deploy/.secrets/cluster.env \
+                    MAILROOT_CLUSTER_CA=deploy/.secrets/ca.pem MAILROOT_CLUSTER_CERT=deploy/.secrets/admin.pem \
+                    MAILROOT_CLUSTER_KEY=deploy/.secrets/admin-key.pem target/release/mailrootctl stat
 INFO
     exit 0
 fi

@@ -58,6 +58,34 @@ fn mutual_tls_cluster_with_roles() {
         .output()
         .unwrap();
     assert!(!again.status.success());
+    // --if-missing (the compose file's init service, at every start): a complete set is left
+    // as it is; a partial one is still refused; an empty one is filled.
+    let ca_before = std::fs::read(pki.join("ca.pem")).unwrap();
+    let if_missing = |dir: &Path| {
+        Command::new(bin("mailrootctl"))
+            .args(["cluster", "init", "--if-missing"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let out = if_missing(&pki);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(pki.join("ca.pem")).unwrap(), ca_before);
+    let partial = tmp.path().join("partial");
+    std::fs::create_dir(&partial).unwrap();
+    std::fs::copy(pki.join("ca.pem"), partial.join("ca.pem")).unwrap();
+    let out = if_missing(&partial);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("partial set"), "{err}");
+    assert!(!partial.join("ca-key.pem").exists());
+    let fresh = if_missing(&tmp.path().join("fresh"));
+    assert!(fresh.status.success());
+    assert!(tmp.path().join("fresh/cluster.env").exists());
 
     let options = Options {
         store: flags(&pki, "store"),

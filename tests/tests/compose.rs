@@ -1,7 +1,10 @@
 //! Issue 6: the Docker Compose cluster, built here (no registry), scaled to 3 front-ends behind
 //! the HAProxy load balancer, tested by failure: a killed front-end, a stopped and restarted
-//! store, a front-end cut off the network, and down/up. SKIPs loudly without Docker; with
-//! REQUIRE_DOCKER=1 (CI) a missing Docker is a failure.
+//! store, a front-end cut off the network, and down/up. Issue 12: the compose file is locked
+//! down by default — cluster secrets made on first start in a volume, mutual TLS on every
+//! link (the store refuses plaintext and other CAs' certificates), each front-end its own host
+//! name; a front-end cut off from the store is taken out by HAProxy and comes back. SKIPs
+//! loudly without Docker; with REQUIRE_DOCKER=1 (CI) a missing Docker is a failure.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -30,6 +33,29 @@ fn docker_available() -> bool {
         eprintln!("SKIP: Docker is not available; the compose cluster test did not run");
     }
     ok
+}
+
+/// Where compose-up.sh puts the admin's copy of the cluster secrets.
+fn secrets() -> PathBuf {
+    repo().join("deploy/.secrets")
+}
+
+/// The host name in the SMTP banners of `n` new connections through the balancer.
+fn banner_hosts(smtp: SocketAddr, n: usize) -> Vec<String> {
+    (0..n)
+        .filter_map(|_| SmtpClient::connect(smtp).ok())
+        .filter_map(|c| c.banner.split_whitespace().nth(1).map(str::to_string))
+        .collect()
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn free_port() -> u16 {
@@ -87,17 +113,35 @@ impl Cluster {
             .collect()
     }
 
+    /// mailrootctl as an admin of this cluster: the credentials compose-up.sh copied out of
+    /// the secrets volume to deploy/.secrets/ (the admin token through MAILROOT_ENV_FILE).
     fn ctl(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        let s = secrets();
+        let tls = [
+            ("MAILROOT_CLUSTER_CA", s.join("ca.pem")),
+            ("MAILROOT_CLUSTER_CERT", s.join("admin.pem")),
+            ("MAILROOT_CLUSTER_KEY", s.join("admin-key.pem")),
+        ];
+        self.ctl_as(&self.store, &tls, args, stdin)
+    }
+
+    /// mailrootctl with the admin token, against `store`, with these cluster TLS files.
+    fn ctl_as(
+        &self,
+        store: &str,
+        tls: &[(&str, PathBuf)],
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> std::process::Output {
         use std::io::Write;
-        let secrets = std::fs::read_to_string(repo().join("deploy/.secrets.env")).unwrap();
-        let token = secrets
-            .lines()
-            .find_map(|l| l.strip_prefix("MAILROOT_ADMIN_TOKEN="))
-            .unwrap()
-            .to_string();
         let mut child = Command::new(bin("mailrootctl"))
-            .env("MAILROOT_STORE", &self.store)
-            .env("MAILROOT_ADMIN_TOKEN", token)
+            .env("MAILROOT_STORE", store)
+            .env("MAILROOT_ENV_FILE", secrets().join("cluster.env"))
+            .env_remove("MAILROOT_ADMIN_TOKEN")
+            .env_remove("MAILROOT_CLUSTER_CA")
+            .env_remove("MAILROOT_CLUSTER_CERT")
+            .env_remove("MAILROOT_CLUSTER_KEY")
+            .envs(tls.iter().map(|(k, v)| (k, v)))
             .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -210,7 +254,7 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
         env,
         smtp: SocketAddr::from(([127, 0, 0, 1], ports[0])),
         pop3: SocketAddr::from(([127, 0, 0, 1], ports[3])),
-        store: format!("http://127.0.0.1:{}", ports[5]),
+        store: format!("https://127.0.0.1:{}", ports[5]),
     };
     c.up();
 
@@ -267,6 +311,101 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
             (out.status.success() && ids.len() == 3).then_some(())
         },
     );
+    // Each front-end names itself by its own container's host name (no shared
+    // MAILROOT_HOSTNAME): 3 distinct names in `mailrootctl nodes`, the containers' ones.
+    let hostname_of: HashMap<String, String> = frontends
+        .iter()
+        .map(|id| {
+            (
+                docker(&["inspect", "--format", "{{.Config.Hostname}}", id]),
+                id.clone(),
+            )
+        })
+        .collect();
+    let out = c.ctl(&["nodes"], None);
+    let listed: std::collections::HashSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok())
+        })
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
+    assert_eq!(listed.len(), 3, "3 distinct host names: {listed:?}");
+    for name in &listed {
+        assert!(
+            hostname_of.contains_key(name),
+            "{name} is no front-end container's host name"
+        );
+    }
+
+    // Locked down: the store takes mutual TLS with this cluster's certificates only.
+    let store_port = c.store.rsplit(':').next().unwrap().to_string();
+    let plaintext = c.ctl_as(
+        &format!("http://127.0.0.1:{store_port}"),
+        &[],
+        &["domain", "list"],
+        None,
+    );
+    let err = String::from_utf8_lossy(&plaintext.stderr);
+    eprintln!("plaintext gRPC: {}", err.trim());
+    assert_eq!(
+        plaintext.status.code(),
+        Some(3),
+        "plaintext gRPC accepted: {err}"
+    );
+    assert!(err.contains("https://"), "{err}");
+    let no_cert = c.ctl_as(&c.store, &[], &["domain", "list"], None);
+    assert_eq!(
+        no_cert.status.code(),
+        Some(3),
+        "no client certificate: {}",
+        String::from_utf8_lossy(&no_cert.stderr)
+    );
+    let other = tempfile::tempdir().unwrap();
+    let made = Command::new(bin("mailrootctl"))
+        .args(["cluster", "init"])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let o = other.path();
+    // Another cluster's set: its CA does not know our store, our store not its admin.
+    let out = c.ctl_as(
+        &c.store,
+        &[
+            ("MAILROOT_CLUSTER_CA", o.join("ca.pem")),
+            ("MAILROOT_CLUSTER_CERT", o.join("admin.pem")),
+            ("MAILROOT_CLUSTER_KEY", o.join("admin-key.pem")),
+        ],
+        &["domain", "list"],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("another cluster's certificates: {}", err.trim());
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("invalid peer certificate"), "{err}");
+    // Our CA (so the client trusts the store) with another CA's admin certificate: the store
+    // refuses the client.
+    let out = c.ctl_as(
+        &c.store,
+        &[
+            ("MAILROOT_CLUSTER_CA", secrets().join("ca.pem")),
+            ("MAILROOT_CLUSTER_CERT", o.join("admin.pem")),
+            ("MAILROOT_CLUSTER_KEY", o.join("admin-key.pem")),
+        ],
+        &["domain", "list"],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("a client certificate from another CA: {}", err.trim());
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let logs = c.run(&["logs", "--no-color", "store"]);
+    assert!(
+        !logs.contains("INSECURE"),
+        "the store runs plaintext: {logs}"
+    );
     assert!(
         c.ctl(&["domain", "add", "example.test"], None)
             .status
@@ -284,6 +423,71 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
         c.ctl(&["config", "set", "greeting", "Compose cluster"], None)
             .status
             .success()
+    );
+
+    // A front-end cut off from the store (its `cluster` network) is taken out by HAProxy —
+    // its /readyz says 503 — and gets no new connections; it returns with the link. Which
+    // front-end answered is in the SMTP banner: each has its own host name.
+    let all: std::collections::HashSet<String> = hostname_of.keys().cloned().collect();
+    eventually(
+        "every front-end takes connections",
+        Duration::from_secs(60),
+        || {
+            let seen: std::collections::HashSet<String> =
+                banner_hosts(c.smtp, 9).into_iter().collect();
+            (seen == all).then_some(())
+        },
+    );
+    let cut = frontends[2].clone();
+    let cut_host = docker(&["inspect", "--format", "{{.Config.Hostname}}", &cut]);
+    let cluster_net = format!("{}_cluster", c.project);
+    let lb_log_lines = || c.run(&["logs", "--no-color", "lb"]).lines().count();
+    let server_state = |after: usize, state: &str| {
+        let logs = c.run(&["logs", "--no-color", "lb"]);
+        logs.lines().skip(after).find_map(|l| {
+            let rest = &l[l.find("Server smtp/")? + "Server ".len()..];
+            let name = rest.split_whitespace().next()?;
+            rest[name.len()..]
+                .starts_with(&format!(" is {state}"))
+                .then(|| name.to_string())
+        })
+    };
+    let mark = lb_log_lines();
+    let cutting = Instant::now();
+    docker(&["network", "disconnect", &cluster_net, &cut]);
+    let down = eventually(
+        "HAProxy: the cut front-end is DOWN",
+        Duration::from_secs(90),
+        || server_state(mark, "DOWN"),
+    );
+    eprintln!(
+        "{down} ({cut_host}) marked DOWN {:?} after its store link was cut",
+        cutting.elapsed()
+    );
+    let seen = banner_hosts(c.smtp, 12);
+    assert_eq!(seen.len(), 12, "connections through the balancer: {seen:?}");
+    assert!(
+        !seen.contains(&cut_host),
+        "the cut front-end got a new connection: {seen:?}"
+    );
+    let others: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(others.len(), 2, "the other two share the load: {seen:?}");
+    let mark = lb_log_lines();
+    let restoring = Instant::now();
+    docker(&["network", "connect", &cluster_net, &cut]);
+    let up = eventually(
+        "HAProxy: the front-end is UP again",
+        Duration::from_secs(90),
+        || server_state(mark, "UP").filter(|name| *name == down),
+    );
+    eprintln!(
+        "{up} UP {:?} after its store link was restored",
+        restoring.elapsed()
+    );
+    eventually(
+        "the restored front-end takes connections",
+        Duration::from_secs(30),
+        || banner_hosts(c.smtp, 9).contains(&cut_host).then_some(()),
     );
 
     // A real client through the balancer first.
@@ -477,8 +681,15 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
             "a container ignored SIGTERM and was killed: {states}"
         );
     }
+    let ca = std::fs::read(secrets().join("ca.pem")).unwrap();
     c.run(&["down"]);
     c.up();
+    // The secrets volume outlives `down`: init found the set complete and kept it.
+    assert_eq!(
+        std::fs::read(secrets().join("ca.pem")).unwrap(),
+        ca,
+        "a new CA after down/up"
+    );
     assert_eq!(retrieve().len(), 300);
     let banner = SmtpClient::connect(c.smtp).unwrap().banner;
     assert!(banner.contains("Compose cluster"), "{banner}");

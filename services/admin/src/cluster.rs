@@ -47,9 +47,52 @@ fn leaf(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// The files `init` writes, in the order it writes them.
+pub const FILES: [&str; 9] = [
+    "ca.pem",
+    "ca-key.pem",
+    "store.pem",
+    "store-key.pem",
+    "frontend.pem",
+    "frontend-key.pem",
+    "admin.pem",
+    "admin-key.pem",
+    "cluster.env",
+];
+
+/// What DIR holds already: none of the files, all of them, or some (a partial set, e.g. an
+/// init that was interrupted, or files put there by hand).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Existing {
+    None,
+    Complete,
+    Partial(Vec<String>),
+}
+
+pub fn existing(dir: &Path) -> Existing {
+    let present: Vec<String> = FILES
+        .iter()
+        .filter(|f| dir.join(f).exists())
+        .map(|f| f.to_string())
+        .collect();
+    match present.len() {
+        0 => Existing::None,
+        n if n == FILES.len() => Existing::Complete,
+        _ => Existing::Partial(present),
+    }
+}
+
 /// Creates DIR (which must not hold earlier secrets) and writes the files.
 pub fn init(dir: &Path, store_names: &[String]) -> anyhow::Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
+    if let Existing::Partial(present) = existing(dir) {
+        anyhow::bail!(
+            "{} holds a partial set of cluster secrets ({}); not overwriting them — \
+             remove them all to start over (every node then needs the new set)",
+            dir.display(),
+            present.join(" ")
+        );
+    }
     let mut ca_params = CertificateParams::default();
     ca_params
         .distinguished_name

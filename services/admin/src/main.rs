@@ -132,6 +132,10 @@ enum ClusterCmd {
         /// Extra DNS names or IP addresses of the store (besides store, localhost, 127.0.0.1).
         #[arg(long = "store-name")]
         store_names: Vec<String>,
+        /// Do nothing (exit 0) when DIR already holds the complete set (a container's first
+        /// start); a partial set is still refused.
+        #[arg(long)]
+        if_missing: bool,
     },
 }
 
@@ -255,8 +259,44 @@ pub(crate) enum Failure {
     Unreachable(String),
 }
 
+/// An error and its sources, `: `-separated (tonic's own Display says only "transport error";
+/// the cause — a refused certificate, an HTTP/2 reply to TLS — is further down).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// What to check when the store could not be talked to at all, from how we tried.
+fn unreachable_hint(url: &str, tls: bool) -> &'static str {
+    if url.starts_with("http://") {
+        " (a store with cluster TLS takes only https:// and a client certificate: \
+         --cluster-ca/--cluster-cert/--cluster-key, for the compose cluster deploy/.secrets/)"
+    } else if !tls {
+        " (the store takes only clients with a cluster certificate: \
+         --cluster-ca/--cluster-cert/--cluster-key)"
+    } else {
+        " (the certificates must come from the store's cluster: `mailrootctl cluster init` \
+         of that cluster, the admin ones)"
+    }
+}
+
 impl From<Status> for Failure {
     fn from(s: Status) -> Failure {
+        // No reply from the store at all: the connection or its TLS failed.
+        if let Some(source) = std::error::Error::source(&s) {
+            return Failure::Unreachable(format!(
+                "cannot talk to the store: {}",
+                error_chain(source)
+            ));
+        }
         match s.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
                 Failure::Unreachable(format!("store unreachable: {}", s.message()))
@@ -334,13 +374,29 @@ async fn connect_endpoint(cli: &Cli, endpoint: Endpoint) -> Result<Client, Failu
         Failure::Usage("--admin-token has characters not allowed in a header".into())
     })?;
     let channel = endpoint.connect().await.map_err(|e| {
-        Failure::Unreachable(format!("cannot reach the store at {}: {e}", cli.store))
+        Failure::Unreachable(format!(
+            "cannot reach the store at {}: {}",
+            cli.store,
+            error_chain(&e)
+        ))
     })?;
     Ok(AdminClient::with_interceptor(channel, Token(value)))
 }
 
 async fn execute(cli: Cli) -> Result<(), Failure> {
-    if let Command::Cluster(ClusterCmd::Init { dir, store_names }) = &cli.command {
+    if let Command::Cluster(ClusterCmd::Init {
+        dir,
+        store_names,
+        if_missing,
+    }) = &cli.command
+    {
+        if *if_missing && cluster::existing(dir) == cluster::Existing::Complete {
+            println!(
+                "cluster secrets in {} are complete already; nothing written",
+                dir.display()
+            );
+            return Ok(());
+        }
         let files = cluster::init(dir, store_names).map_err(|e| Failure::Refused(e.to_string()))?;
         println!(
             "cluster secrets written to {}: {}",
@@ -667,14 +723,30 @@ async fn set_lock(
     Ok(())
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
+    // SAFETY: the first thing the process does: no other thread exists.
+    unsafe { mailroot_common::load_env_file() };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(cli_main());
+}
+
+async fn cli_main() {
     let cli = Cli::parse();
+    let hint = unreachable_hint(&cli.store.url, cli.cluster_tls.enabled());
     if let Err(f) = execute(cli).await {
         let (code, msg) = match f {
             Failure::Refused(m) => (1, m),
             Failure::Usage(m) => (2, m),
-            Failure::Unreachable(m) => (3, m),
+            // The hint is about TLS: not for a store that is down or a wrong port.
+            Failure::Unreachable(m)
+                if m.contains("tcp connect error") || m.contains("timed out") =>
+            {
+                (3, m)
+            }
+            Failure::Unreachable(m) => (3, format!("{m}{hint}")),
         };
         eprintln!("mailrootctl: {msg}");
         std::process::exit(code);

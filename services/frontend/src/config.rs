@@ -61,8 +61,9 @@ pub struct FrontendConfig {
     /// The cluster's auth GUID (must match the store's).
     #[arg(long, env = "MAILROOT_AUTH_GUID")]
     pub auth_guid: String,
-    /// Host name used in banners and trace headers.
-    #[arg(long, env = "MAILROOT_HOSTNAME", default_value = DEFAULT_HOSTNAME)]
+    /// Host name used in banners and trace headers (default: this machine's host name — a
+    /// container's own —, or localhost when that is not a valid host name).
+    #[arg(long, env = "MAILROOT_HOSTNAME", default_value_t = default_hostname())]
     pub hostname: String,
     /// POP3 listen address (port 0 picks a free port; the chosen one is printed).
     #[arg(long, env = "MAILROOT_POP3", default_value = DEFAULT_POP3)]
@@ -159,6 +160,20 @@ pub struct FrontendConfig {
     pub log: mailroot_common::logging::LogArgs,
 }
 
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// `--hostname` when neither the flag nor MAILROOT_HOSTNAME is given.
+pub fn default_hostname() -> String {
+    mailroot_common::system_hostname()
+        .filter(|n| is_host_name(n))
+        .unwrap_or_else(|| DEFAULT_HOSTNAME.to_string())
+}
+
 impl FrontendConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.store.validate()?;
@@ -168,12 +183,7 @@ impl FrontendConfig {
         if uuid::Uuid::parse_str(&self.auth_guid).is_err() {
             return Err(format!("--auth-guid: {:?} is not a GUID", self.auth_guid));
         }
-        if self.hostname.is_empty()
-            || !self
-                .hostname
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        {
+        if !is_host_name(&self.hostname) {
             return Err(format!(
                 "--hostname: {:?} is not a host name",
                 self.hostname
@@ -246,4 +256,34 @@ pub fn split_host_port(flag: &str, text: &str) -> Result<(String, u16), String> 
         return Err(bad());
     }
     Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostname_defaults_to_the_machines_own() {
+        let config = FrontendConfig::try_parse_from([
+            "mailroot-frontend",
+            "--auth-guid",
+            "00000000-0000-0000-0000-000000000000",
+        ])
+        .unwrap();
+        let machine = mailroot_common::system_hostname().unwrap();
+        if std::env::var_os("MAILROOT_HOSTNAME").is_none() && is_host_name(&machine) {
+            assert_eq!(config.hostname, machine);
+        }
+        assert!(is_host_name(&default_hostname()));
+        assert!(!is_host_name("a_b") && !is_host_name(""));
+        let given = FrontendConfig::try_parse_from([
+            "mailroot-frontend",
+            "--auth-guid",
+            "00000000-0000-0000-0000-000000000000",
+            "--hostname",
+            "mx.example.test",
+        ])
+        .unwrap();
+        assert_eq!(given.hostname, "mx.example.test");
+    }
 }
