@@ -2,6 +2,8 @@
 # Builds the mailroot images from what is compiled here (no registry is used):
 #   mailroot-app:local  FROM scratch: the three binaries (release, or MAILROOT_IMAGE_PROFILE) and the few glibc libraries
 #                       they link (copied from this Debian 12 build machine), user 10001.
+#   mailroot-prometheus:local  (with COMPOSE_PROFILES=monitoring) Prometheus from Debian's
+#                       package on the same base, scraping every node.
 #   mailroot-lb:local   HAProxy from Debian's package, in a root filesystem made with
 #                       debootstrap and imported once as mailroot-lb-base:bookworm (cached).
 # Prints the image sizes at the end.
@@ -65,5 +67,13 @@ if ! docker image inspect mailroot-lb-base:bookworm >/dev/null 2>&1; then
 fi
 docker build -q -t mailroot-lb:local -f deploy/Dockerfile.lb deploy/lb >/dev/null
 
+# The `monitoring` profile's Prometheus (Debian's package, installed on the same base with
+# the base's apt sources: the mirror above), only when that profile is asked for.
+if [[ ",${COMPOSE_PROFILES:-}," == *",monitoring,"* ]]; then
+    echo "==> prometheus image (monitoring profile)"
+    docker build --network host -q -t mailroot-prometheus:local \
+        -f deploy/Dockerfile.prometheus deploy/prometheus >/dev/null
+fi
+
 echo "==> images"
-docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^mailroot-(app|lb):local '
+docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^mailroot-(app|lb|prometheus):local '

@@ -1,5 +1,6 @@
 //! A blocking HTTP/1.1 GET for the nodes' `--metrics` listener (`/metrics`, `/healthz`,
-//! `/readyz`): one request per connection, `Connection: close`, the body read to EOF.
+//! `/readyz`) and Prometheus's API: one request per connection, `Connection: close`, the body
+//! read to EOF (and de-chunked when the server sends it chunked).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,5 +24,41 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(bad)?;
-    Ok((status, body.to_string()))
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .replace(' ', "")
+            .starts_with("transfer-encoding:chunked")
+    });
+    let body = if chunked {
+        dechunk(body).ok_or_else(bad)?
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+/// RFC 9112 §7.1 chunked transfer coding: size line (hex), data, CRLF; size 0 ends it.
+fn dechunk(mut rest: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(after.get(..size)?);
+        rest = after.get(size..)?.strip_prefix("\r\n")?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunked_bodies_are_joined() {
+        assert_eq!(
+            super::dechunk("4\r\nWiki\r\n6;x=1\r\npedia \r\n0\r\n\r\n").as_deref(),
+            Some("Wikipedia ")
+        );
+        assert_eq!(super::dechunk("4\r\nWi"), None);
+    }
 }

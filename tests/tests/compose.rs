@@ -205,26 +205,47 @@ impl Drop for Cluster {
 }
 
 /// One delivery through the balancer, retried on connection errors and temporary failures.
-/// Returns whether it was acknowledged with 250.
-fn deliver(addr: SocketAddr, subject: &str, temp_seen: &AtomicUsize) -> bool {
+/// Returns whether it was acknowledged with 250, and how many attempts ended with their
+/// outcome unknown: the connection broke after the whole message was sent and before the
+/// reply (a front-end killed or cut off meanwhile). Such an attempt may have been stored —
+/// RFC 1047's duplicate, which the README admits — so the client's retry can make a second
+/// copy; every other attempt is all or nothing.
+fn deliver(addr: SocketAddr, subject: &str, temp_seen: &AtomicUsize) -> (bool, usize) {
     let msg = format!(
         "From: load@remote.test\r\nTo: alice@example.test\r\nSubject: {subject}\r\n\r\nload test\r\n"
     );
+    let mut uncertain = 0;
     for _ in 0..240 {
+        let mut sent = false;
         let reply = SmtpClient::connect(addr).and_then(|mut c| {
-            c.send_mail("load@remote.test", &["alice@example.test"], msg.as_bytes())
+            for line in [
+                "EHLO client.test",
+                "MAIL FROM:<load@remote.test>",
+                "RCPT TO:<alice@example.test>",
+                "DATA",
+            ] {
+                let r = c.cmd(line)?;
+                if !(r.starts_with('2') || r.starts_with('3')) {
+                    return Ok(r);
+                }
+            }
+            c.send_raw(&mailroot_tests::clients::dot_stuff(msg.as_bytes()))?;
+            c.send_raw(b".\r\n")?;
+            sent = true;
+            c.read_reply()
         });
         match reply {
-            Ok(r) if r.starts_with("250 ") => return true,
+            Ok(r) if r.starts_with("250 ") => return (true, uncertain),
             Ok(r) if r.starts_with('4') => {
                 temp_seen.fetch_add(1, Ordering::Relaxed);
             }
             Ok(r) => panic!("{subject}: permanent failure {r}"),
+            Err(_) if sent => uncertain += 1,
             Err(_) => {}
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    false
+    (false, uncertain)
 }
 
 #[test]
@@ -232,7 +253,7 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
     if !docker_available() || !have_client("swaks") {
         return;
     }
-    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..7).map(|_| free_port()).collect();
     let project = format!(
         "mailroottest{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -244,10 +265,15 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
         ("MAILROOT_POP3_PORT", ports[3]),
         ("MAILROOT_POP3S_PORT", ports[4]),
         ("MAILROOT_STORE_PORT", ports[5]),
+        ("MAILROOT_PROMETHEUS_PORT", ports[6]),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
-    .chain([("MAILROOT_SUBNET".to_string(), "172.31.251.0/24".to_string())])
+    .chain([
+        ("MAILROOT_SUBNET".to_string(), "172.31.251.0/24".to_string()),
+        // The optional Prometheus too (it scrapes every node).
+        ("COMPOSE_PROFILES".to_string(), "monitoring".to_string()),
+    ])
     .collect();
     let c = Cluster {
         project,
@@ -259,7 +285,11 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
     c.up();
 
     // Images: small, non-root.
-    for image in ["mailroot-app:local", "mailroot-lb:local"] {
+    for image in [
+        "mailroot-app:local",
+        "mailroot-lb:local",
+        "mailroot-prometheus:local",
+    ] {
         let out = Command::new("docker")
             .args([
                 "image",
@@ -309,6 +339,35 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
                 .map(str::to_string)
                 .collect();
             (out.status.success() && ids.len() == 3).then_some(())
+        },
+    );
+    // The monitoring profile's Prometheus scrapes the store and all 3 front-ends: every
+    // target is up (its HTTP API, on the host's loopback).
+    let prometheus = SocketAddr::from(([127, 0, 0, 1], ports[6]));
+    eventually(
+        "Prometheus reports the store and 3 front-ends up",
+        Duration::from_secs(90),
+        || {
+            let (status, body) = mailroot_tests::http::get(prometheus, "/api/v1/targets").ok()?;
+            if status != 200 {
+                return None;
+            }
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let targets = v["data"]["activeTargets"].as_array()?;
+            let up = |job: &str| {
+                targets
+                    .iter()
+                    .filter(|t| t["scrapePool"] == job && t["health"] == "up")
+                    .count()
+            };
+            eprintln!(
+                "prometheus: store up {}, front-ends up {} of {} targets",
+                up("mailroot-store"),
+                up("mailroot-frontend"),
+                targets.len()
+            );
+            (up("mailroot-store") == 1 && up("mailroot-frontend") == 3 && targets.len() == 4)
+                .then_some(())
         },
     );
     // Each front-end names itself by its own container's host name (no shared
@@ -510,7 +569,8 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
     );
 
     // 299 more deliveries from 4 senders while things break.
-    let acked = Arc::new(Mutex::new(vec!["swaks-0".to_string()]));
+    // (subject, attempts whose outcome the client never learned)
+    let acked = Arc::new(Mutex::new(vec![("swaks-0".to_string(), 0)]));
     let temp_seen = Arc::new(AtomicUsize::new(0));
     let next = Arc::new(AtomicUsize::new(1));
     let senders: Vec<_> = (0..4)
@@ -524,8 +584,8 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
                         return;
                     }
                     let subject = format!("load-{n:03}");
-                    if deliver(smtp, &subject, &temp_seen) {
-                        acked.lock().unwrap().push(subject);
+                    if let (true, uncertain) = deliver(smtp, &subject, &temp_seen) {
+                        acked.lock().unwrap().push((subject, uncertain));
                     }
                     // A steady load (about 20 messages/s) that is still running while each
                     // failure below happens; this is pacing, not synchronisation.
@@ -643,14 +703,23 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
         })
     };
     let stored = retrieve();
-    for subject in &acked {
-        assert_eq!(
-            stored.iter().filter(|s| *s == subject).count(),
-            1,
-            "{subject}"
+    let mut admitted = 0;
+    for (subject, uncertain) in &acked {
+        let copies = stored.iter().filter(|s| *s == subject).count();
+        // Exactly once, unless an attempt broke off after the whole message was sent: then
+        // that attempt may have been stored as well (RFC 1047), never more.
+        assert!(
+            copies == 1 || (copies >= 1 && copies <= 1 + uncertain),
+            "{subject}: {copies} copies, {uncertain} attempts with an unknown outcome"
         );
+        admitted += copies - 1;
     }
-    assert_eq!(stored.len(), acked.len(), "unacknowledged extras stored");
+    eprintln!("{admitted} duplicates of attempts whose outcome the client never learned");
+    assert_eq!(
+        stored.len(),
+        acked.len() + admitted,
+        "unacknowledged extras stored"
+    );
 
     // 4. stop, down and up again: mail and settings are still there. Every container stops on
     // its SIGTERM (issue 10: the binaries are PID 1 and handle it; an idle front-end has
@@ -690,7 +759,7 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
         ca,
         "a new CA after down/up"
     );
-    assert_eq!(retrieve().len(), 300);
+    assert_eq!(retrieve().len(), 300 + admitted);
     let banner = SmtpClient::connect(c.smtp).unwrap().banner;
     assert!(banner.contains("Compose cluster"), "{banner}");
 }
