@@ -10,6 +10,11 @@ cd "$(dirname "$0")/.."
 # With Docker: the compose cluster (store, two front-ends, HAProxy), detached.
 # MAILROOT_LOCAL=1 forces the local-process cluster below.
 if [ "${MAILROOT_LOCAL:-0}" != 1 ] && docker info >/dev/null 2>&1; then
+    # A try-out on a workstation: unprivileged ports that a local MTA does not hold (the
+    # compose file itself publishes 25/587/465/110/995; set these variables to choose).
+    export MAILROOT_SMTP_PORT=${MAILROOT_SMTP_PORT:-2525} MAILROOT_SUBMISSION_PORT=${MAILROOT_SUBMISSION_PORT:-1587} \
+        MAILROOT_SMTPS_PORT=${MAILROOT_SMTPS_PORT:-1465} MAILROOT_POP3_PORT=${MAILROOT_POP3_PORT:-1110} \
+        MAILROOT_POP3S_PORT=${MAILROOT_POP3S_PORT:-1995}
     ./deploy/compose-up.sh --scale frontend=2
     # The admin's credentials, copied out of the cluster-secrets volume by compose-up.sh.
     export MAILROOT_STORE=https://127.0.0.1:${MAILROOT_STORE_PORT:-7070}
@@ -27,7 +32,7 @@ if [ "${MAILROOT_LOCAL:-0}" != 1 ] && docker info >/dev/null 2>&1; then
     cat <<INFO
 
 mailroot is running in Docker (project $(basename "$PWD"); stop: docker-compose down).
-  load balancer     SMTP ${MAILROOT_SMTP_PORT:-25}  submission ${MAILROOT_SUBMISSION_PORT:-587}  smtps ${MAILROOT_SMTPS_PORT:-465}  POP3 ${MAILROOT_POP3_PORT:-110}  pop3s ${MAILROOT_POP3S_PORT:-995}
+  load balancer     SMTP $MAILROOT_SMTP_PORT  submission $MAILROOT_SUBMISSION_PORT  smtps $MAILROOT_SMTPS_PORT  POP3 $MAILROOT_POP3_PORT  pop3s $MAILROOT_POP3S_PORT
   more front-ends   ./deploy/compose-up.sh --scale frontend=3
   mailrootctl       MAILROOT_STORE=$MAILROOT_STORE MAILROOT_ENV_FILE=deploy/.secrets/cluster.env \
                     MAILROOT_CLUSTER_CA=deploy/.secrets/ca.pem MAILROOT_CLUSTER_CERT=deploy/.secrets/admin.pem \
