@@ -33,10 +33,13 @@ bins=target/$profile
 
 work=deploy/.build
 rm -rf "$work"
-mkdir -p "$work/app/rootfs" "$work/app/data" "$work/app/tmp" "$work/app/secrets"
+mkdir -p "$work/app/rootfs" "$work/app/data" "$work/app/tmp" \
+    "$work/app/secrets/ca" "$work/app/secrets/store" "$work/app/secrets/frontend" "$work/app/secrets/admin"
 # Non-empty, so COPY --chown creates the directories owned by the runtime user (a new named
 # volume mounted on /data or /secrets takes that ownership).
 touch "$work/app/data/.keep" "$work/app/tmp/.keep" "$work/app/secrets/.keep"
+# One directory per role (`cluster init --by-role`), each the mount point of its own volume.
+for role in ca store frontend admin; do touch "$work/app/secrets/$role/.keep"; done
 for bin in mailroot-store mailroot-frontend mailrootctl; do
     cp "$bins/$bin" "$work/app/rootfs/"
 done

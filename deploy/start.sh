@@ -16,7 +16,7 @@ if [ "${MAILROOT_LOCAL:-0}" != 1 ] && docker info >/dev/null 2>&1; then
         MAILROOT_SMTPS_PORT=${MAILROOT_SMTPS_PORT:-1465} MAILROOT_POP3_PORT=${MAILROOT_POP3_PORT:-1110} \
         MAILROOT_POP3S_PORT=${MAILROOT_POP3S_PORT:-1995}
     ./deploy/compose-up.sh --scale frontend=2
-    # The admin's credentials, copied out of the cluster-secrets volume by compose-up.sh.
+    # The admin's credentials, copied out of the secrets-admin volume by compose-up.sh.
     export MAILROOT_STORE=https://127.0.0.1:${MAILROOT_STORE_PORT:-7070}
     export MAILROOT_ENV_FILE=$PWD/deploy/.secrets/cluster.env
     export MAILROOT_CLUSTER_CA=$PWD/deploy/.secrets/ca.pem

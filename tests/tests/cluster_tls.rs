@@ -181,3 +181,102 @@ fn plaintext_grpc_off_loopback_needs_an_explicit_flag() {
     );
     proc.kill();
 }
+
+/// `cluster init --by-role`: one directory per role with only that role's share (the compose
+/// file keeps each in its own volume), and a cluster runs on them.
+#[test]
+fn by_role_secrets_give_each_role_only_its_share() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path().join("roles");
+    let run = || {
+        Command::new(bin("mailrootctl"))
+            .args(["cluster", "init", "--by-role", "--if-missing"])
+            .arg(&pki)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = |role: &str| {
+        let mut names: Vec<String> = std::fs::read_dir(pki.join(role))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(files("ca"), ["ca-key.pem", "ca.pem"]);
+    assert_eq!(
+        files("store"),
+        ["ca.pem", "cluster.env", "store-key.pem", "store.pem"]
+    );
+    assert_eq!(
+        files("frontend"),
+        ["ca.pem", "cluster.env", "frontend-key.pem", "frontend.pem"]
+    );
+    assert_eq!(
+        files("admin"),
+        ["admin-key.pem", "admin.pem", "ca.pem", "cluster.env"]
+    );
+    let env = |role: &str| std::fs::read_to_string(pki.join(role).join("cluster.env")).unwrap();
+    assert!(
+        env("store").contains("MAILROOT_AUTH_GUID=")
+            && env("store").contains("MAILROOT_ADMIN_TOKEN=")
+    );
+    assert!(env("frontend").contains("MAILROOT_AUTH_GUID="));
+    assert!(
+        !env("frontend").contains("ADMIN_TOKEN"),
+        "a front-end holds no admin token"
+    );
+    assert!(
+        !env("admin").contains("AUTH_GUID"),
+        "an admin needs no GUID"
+    );
+    // At the next start the set is complete: nothing is written again.
+    let ca = std::fs::read(pki.join("ca/ca.pem")).unwrap();
+    assert!(run().status.success());
+    assert_eq!(std::fs::read(pki.join("ca/ca.pem")).unwrap(), ca);
+
+    // A cluster on the role directories (with the GUID and token each role was given).
+    let value = |role: &str, key: &str| {
+        env(role)
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+            .unwrap()
+    };
+    let options = Options {
+        store: flags(&pki.join("store"), "store"),
+        frontend: flags(&pki.join("frontend"), "frontend"),
+        ctl: flags(&pki.join("admin"), "admin"),
+        tls: true,
+        ..Options::default()
+    };
+    // The store and the front-ends were given one GUID, the store and the admins one token.
+    assert_eq!(
+        value("store", "MAILROOT_AUTH_GUID"),
+        value("frontend", "MAILROOT_AUTH_GUID")
+    );
+    assert_eq!(
+        value("store", "MAILROOT_ADMIN_TOKEN"),
+        value("admin", "MAILROOT_ADMIN_TOKEN")
+    );
+    // (The harness passes a GUID and token of its own as flags; the certificates are what
+    // this checks.)
+    let c = TestCluster::start_with(1, options, tmp);
+    c.ctl_ok(&["domain", "add", "example.test"], None);
+    c.add_mailbox("alice@example.test", "pw-alice");
+    let mut s = SmtpClient::connect(c.fe(0).smtp).unwrap();
+    assert!(
+        s.send_mail(
+            "b@remote.test",
+            &["alice@example.test"],
+            b"Subject: roles\r\n\r\nx\r\n"
+        )
+        .unwrap()
+        .starts_with("250 ")
+    );
+}

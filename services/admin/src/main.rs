@@ -136,6 +136,10 @@ enum ClusterCmd {
         /// start); a partial set is still refused.
         #[arg(long)]
         if_missing: bool,
+        /// One directory per role (ca/, store/, frontend/, admin/), each with only what that
+        /// role needs, to be kept in separate volumes.
+        #[arg(long)]
+        by_role: bool,
     },
 }
 
@@ -388,16 +392,18 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
         dir,
         store_names,
         if_missing,
+        by_role,
     }) = &cli.command
     {
-        if *if_missing && cluster::existing(dir) == cluster::Existing::Complete {
+        if *if_missing && cluster::existing(dir, *by_role) == cluster::Existing::Complete {
             println!(
                 "cluster secrets in {} are complete already; nothing written",
                 dir.display()
             );
             return Ok(());
         }
-        let files = cluster::init(dir, store_names).map_err(|e| Failure::Refused(e.to_string()))?;
+        let files = cluster::init(dir, store_names, *by_role)
+            .map_err(|e| Failure::Refused(e.to_string()))?;
         println!(
             "cluster secrets written to {}: {}",
             dir.display(),
