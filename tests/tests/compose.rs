@@ -271,6 +271,10 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .chain([
         ("MAILROOT_SUBNET".to_string(), "172.31.251.0/24".to_string()),
+        (
+            "MAILROOT_CLUSTER_SUBNET".to_string(),
+            "172.31.252.0/24".to_string(),
+        ),
         // The optional Prometheus too (it scrapes every node).
         ("COMPOSE_PROFILES".to_string(), "monitoring".to_string()),
     ])
