@@ -246,7 +246,7 @@ fn envelope(entry: &QueueEntry, recipients: &[&QueuedRecipient]) -> outbound::En
         envid: (!entry.envid.is_empty()).then(|| entry.envid.clone()),
         ret: match DsnRet::try_from(entry.ret) {
             Ok(DsnRet::Full) => Some(outbound::Ret::Full),
-            Ok(DsnRet::Hdrs) => Some(outbound::Ret::Hdrs),
+            Ok(DsnRet::Hdrs) => Some(outbound::Ret::Headers),
             _ => None,
         },
     }
@@ -269,6 +269,20 @@ fn result(r: outbound::RecipientResult) -> DeliveryResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notify_bits_are_the_protos_values() {
+        use proto::v1::Notify as P;
+        let pairs = [
+            (smtp::Notify::NEVER, P::Never),
+            (smtp::Notify::SUCCESS, P::Success),
+            (smtp::Notify::FAILURE, P::Failure),
+            (smtp::Notify::DELAY, P::Delay),
+        ];
+        for (bit, value) in pairs {
+            assert_eq!(bit, value as u32);
+        }
+    }
 
     #[test]
     fn return_path_is_stripped_from_the_top_only() {

@@ -2,20 +2,27 @@
 //! store pushes it with the settings (`mailrootctl dkim generate`), signs the message before it
 //! is stored or queued. The signing itself is `mailroot_outbound::dkim` (the mail-auth crate).
 
-use proto::v1::Settings;
+use proto::v1::{DkimKey, Settings};
 
-/// The `DKIM-Signature` header field for `message`, when its From: domain has a key. A key
-/// that cannot sign (damaged) is logged and the message goes unsigned: refusing a user's mail
-/// for it would be worse than an unsigned copy.
-pub fn sign(settings: &Settings, message: &[u8]) -> Option<String> {
+/// The key of `message`'s From: domain, if it has one. Cloned out of the settings, so that
+/// the signing (a hash over the whole message and a private-key operation) does not hold the
+/// settings lock.
+pub fn key_for(settings: &Settings, message: &[u8]) -> Option<DkimKey> {
     if settings.dkim_keys.is_empty() {
         return None;
     }
     let domain = from_domain(message)?;
-    let key = settings
+    settings
         .dkim_keys
         .iter()
-        .find(|k| k.domain.eq_ignore_ascii_case(&domain))?;
+        .find(|k| k.domain.eq_ignore_ascii_case(&domain))
+        .cloned()
+}
+
+/// The `DKIM-Signature` header field for `message` with `key`. A key that cannot sign
+/// (damaged) is logged and the message goes unsigned: refusing a user's mail for it would be
+/// worse than an unsigned copy.
+pub fn sign(key: &DkimKey, message: &[u8]) -> Option<String> {
     let algorithm = mailroot_outbound::DkimAlgorithm::from_name(&key.algorithm)
         .unwrap_or(mailroot_outbound::DkimAlgorithm::RsaSha256);
     match mailroot_outbound::sign(

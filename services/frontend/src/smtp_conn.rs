@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use proto::v1::{DeliverRequest, DsnRet, Notify, RecipientParams};
+use proto::v1::{DeliverRequest, DsnRet, RecipientParams};
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
@@ -181,10 +181,11 @@ async fn deliver(
     tracing::Span::current().record("delivery.id", id.as_str());
     let trace = trace_headers(node, peer, &envelope, &id);
     // DKIM (RFC 6376) for mail our own users submit, when the From: domain has a key.
-    let signature = envelope
+    let key = envelope
         .authenticated
         .as_ref()
-        .and_then(|_| crate::dkim::sign(&node.settings.borrow(), &message));
+        .and_then(|_| crate::dkim::key_for(&node.settings.borrow(), &message));
+    let signature = key.and_then(|key| crate::dkim::sign(&key, &message));
     let mut stored =
         Vec::with_capacity(trace.len() + signature.as_ref().map_or(0, String::len) + message.len());
     stored.extend_from_slice(trace.as_bytes());
@@ -216,22 +217,10 @@ async fn deliver(
     verdict
 }
 
-/// RFC 3461 NOTIFY/ORCPT as the store takes them.
+/// RFC 3461 NOTIFY/ORCPT as the store takes them (`Notify::bits` are the proto's values).
 fn recipient_params(p: &smtp::RcptParams) -> RecipientParams {
-    let n = p.notify;
-    let mut notify = 0;
-    for (on, bit) in [
-        (n.never, Notify::Never),
-        (n.success, Notify::Success),
-        (n.failure, Notify::Failure),
-        (n.delay, Notify::Delay),
-    ] {
-        if on {
-            notify |= bit as u32;
-        }
-    }
     RecipientParams {
-        notify,
+        notify: p.notify.bits(),
         orcpt: p.orcpt.clone().unwrap_or_default(),
     }
 }

@@ -140,55 +140,9 @@ impl Recipient {
     }
 }
 
-/// RFC 3461 §4.1 NOTIFY. All false = not given (the server's default: failures and delays).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Notify {
-    pub never: bool,
-    pub success: bool,
-    pub failure: bool,
-    pub delay: bool,
-}
-
-impl Notify {
-    pub const NEVER: u32 = 1;
-    pub const SUCCESS: u32 = 2;
-    pub const FAILURE: u32 = 4;
-    pub const DELAY: u32 = 8;
-
-    /// From a bit set with the values of `mailroot.proto`'s `Notify` enum (1 NEVER,
-    /// 2 SUCCESS, 4 FAILURE, 8 DELAY; 0 = not given).
-    pub fn from_bits(bits: u32) -> Notify {
-        Notify {
-            never: bits & Self::NEVER != 0,
-            success: bits & Self::SUCCESS != 0,
-            failure: bits & Self::FAILURE != 0,
-            delay: bits & Self::DELAY != 0,
-        }
-    }
-
-    pub fn bits(self) -> u32 {
-        [
-            (self.never, Self::NEVER),
-            (self.success, Self::SUCCESS),
-            (self.failure, Self::FAILURE),
-            (self.delay, Self::DELAY),
-        ]
-        .into_iter()
-        .filter(|(on, _)| *on)
-        .fold(0, |acc, (_, bit)| acc | bit)
-    }
-
-    pub fn is_empty(self) -> bool {
-        self == Notify::default()
-    }
-}
-
-/// RFC 3461 §4.3 RET.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ret {
-    Full,
-    Hdrs,
-}
+/// RFC 3461 NOTIFY and RET are the SMTP session's own types (services/smtp): the values a
+/// client gave on submission travel to the remote server unchanged.
+pub use smtp::{Notify, Ret};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

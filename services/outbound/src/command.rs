@@ -47,7 +47,7 @@ pub fn mail_from(address: &str, params: &MailParams<'_>) -> Vec<u8> {
     if let Some(ret) = params.ret {
         line.push_str(match ret {
             Ret::Full => " RET=FULL",
-            Ret::Hdrs => " RET=HDRS",
+            Ret::Headers => " RET=HDRS",
         });
     }
     if let Some(envid) = params.envid.filter(|e| !e.is_empty()) {
@@ -106,58 +106,18 @@ pub fn is_eight_bit(message: &[u8]) -> bool {
     message.iter().any(|&b| b >= 0x80)
 }
 
-/// Dot-stuffing (RFC 5321 §4.5.2) of a message in chunks: a line that starts with "." gets
-/// one more. A line starts at the beginning of the message and after every LF (a bare LF
-/// too, since many servers split lines there). `finish` makes sure the data ends with CRLF
-/// before the terminating ".\r\n" is sent.
-#[derive(Debug)]
-pub struct DotStuffer {
-    at_line_start: bool,
-    last_two: [u8; 2],
-}
-
-impl Default for DotStuffer {
-    fn default() -> Self {
-        DotStuffer {
-            at_line_start: true,
-            last_two: [b'\r', b'\n'],
-        }
-    }
-}
-
-impl DotStuffer {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Appends `chunk`, stuffed, to `out`.
-    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        out.reserve(chunk.len() + 16);
-        for &b in chunk {
-            if self.at_line_start && b == b'.' {
-                out.push(b'.');
-            }
-            out.push(b);
-            self.at_line_start = b == b'\n';
-            self.last_two = [self.last_two[1], b];
-        }
-    }
-
-    /// The bytes that end the data: a CRLF when the message did not end with one, then ".".
-    pub fn finish(&self, out: &mut Vec<u8>) {
-        if self.last_two != *b"\r\n" {
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(END_OF_DATA);
-    }
-}
+/// Dot-stuffing (RFC 5321 §4.5.2) of a message in chunks is the same transparency rule as
+/// a POP3 multi-line response (RFC 1939 §3): one implementation serves both. A line starts at
+/// the beginning of the message and after every LF (a bare LF too); `finish` ends the data
+/// with CRLF "." CRLF.
+pub use pop3::Stuffer as DotStuffer;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn stuff(chunks: &[&[u8]]) -> Vec<u8> {
-        let mut s = DotStuffer::new();
+        let mut s = DotStuffer::default();
         let mut out = Vec::new();
         for c in chunks {
             s.push(c, &mut out);
@@ -184,7 +144,7 @@ mod tests {
         let p = MailParams {
             size: Some(1234),
             eight_bit: true,
-            ret: Some(Ret::Hdrs),
+            ret: Some(Ret::Headers),
             envid: Some("QQ314159"),
         };
         assert_eq!(

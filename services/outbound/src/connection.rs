@@ -8,15 +8,14 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
 
 use crate::client::{ClientConfig, Envelope, Timeouts};
 use crate::command::{self, DotStuffer};
@@ -57,7 +56,7 @@ pub async fn attempt(
     };
     let mut session = Session::new(params, envelope, pending);
     let mut conn = Connection {
-        stream: Stream::Plain(tcp),
+        stream: Some(Either::Left(tcp)),
         reader: ReplyReader::new(),
         buf: vec![0; 16 * 1024],
         timeouts: config.timeouts,
@@ -83,7 +82,8 @@ fn connect_failed(peer: &str, why: &str) -> HostOutcome {
 }
 
 struct Connection {
-    stream: Stream,
+    /// `None` only after STARTTLS took the plain stream and the handshake failed.
+    stream: Option<Stream>,
     reader: ReplyReader,
     buf: Vec<u8>,
     timeouts: Timeouts,
@@ -148,7 +148,7 @@ impl Connection {
     }
 
     async fn write(&mut self, bytes: &[u8], wait: Duration, phase: Phase) -> Result<(), String> {
-        match timeout(wait, write_flush(&mut self.stream, bytes)).await {
+        match timeout(wait, write_flush(self.stream.as_mut(), bytes)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.io_failure(&e, phase)),
             Err(_) => Err(format!(
@@ -161,7 +161,7 @@ impl Connection {
 
     /// The message, dot-stuffed, then ".": each block under the data-block timeout.
     async fn send_message(&mut self, message: &[u8], phase: Phase) -> Result<(), String> {
-        let mut stuffer = DotStuffer::new();
+        let mut stuffer = DotStuffer::default();
         let mut out = Vec::with_capacity(BLOCK + BLOCK / 8);
         for chunk in message.chunks(BLOCK) {
             out.clear();
@@ -176,7 +176,7 @@ impl Connection {
     async fn write_block(&mut self, block: &[u8], phase: Phase) -> Result<(), String> {
         match timeout(
             self.timeouts.data_block,
-            write_flush(&mut self.stream, block),
+            write_flush(self.stream.as_mut(), block),
         )
         .await
         {
@@ -195,7 +195,8 @@ impl Connection {
             if let Some(reply) = self.reader.next_reply() {
                 return Ok(reply);
             }
-            let n = match timeout_at(deadline, self.stream.read(&mut self.buf)).await {
+            let n = match timeout_at(deadline, read_some(self.stream.as_mut(), &mut self.buf)).await
+            {
                 Ok(Ok(0)) => {
                     return Err(format!(
                         "lost connection with {} while waiting for {}",
@@ -238,14 +239,14 @@ impl Connection {
         }
         let fail = |why: String| format!("TLS handshake with {} failed: {why}", self.peer);
         let config = tls::client_config().map_err(|e| fail(e.to_string()))?;
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+        let Some(Either::Left(tcp)) = self.stream.take() else {
             return Err(fail("not a plain connection".into()));
         };
         let name = tls::server_name(&self.host, self.addr.ip());
         let handshake = TlsConnector::from(config).connect(name, tcp);
         match timeout(self.timeouts.ehlo, handshake).await {
             Ok(Ok(tls)) => {
-                self.stream = Stream::Tls(Box::new(tls));
+                self.stream = Some(Either::Right(Box::new(tls)));
                 self.reader = ReplyReader::new();
                 Ok(())
             }
@@ -257,71 +258,30 @@ impl Connection {
     /// RFC 5321 §4.1.1.10: QUIT, and its reply for a short while; failures do not matter.
     async fn quit(&mut self) {
         let wait = self.timeouts.ehlo.min(QUIT_WAIT);
-        if let Ok(Ok(())) = timeout(wait, write_flush(&mut self.stream, command::QUIT)).await {
+        if let Ok(Ok(())) = timeout(wait, write_flush(self.stream.as_mut(), command::QUIT)).await {
             let _ = self.read_reply(wait, Phase::Ehlo).await;
         }
-        let _ = timeout(wait, self.stream.shutdown()).await;
+        if let Some(stream) = self.stream.as_mut() {
+            let _ = timeout(wait, stream.shutdown()).await;
+        }
     }
 }
 
 /// Writes and flushes (a TLS stream may hold written bytes until flushed).
-async fn write_flush(stream: &mut Stream, bytes: &[u8]) -> io::Result<()> {
+async fn write_flush(stream: Option<&mut Stream>, bytes: &[u8]) -> io::Result<()> {
+    let stream = stream.ok_or_else(closed)?;
     stream.write_all(bytes).await?;
     stream.flush().await
 }
 
-/// The connection before and after STARTTLS.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Between taking the plain stream for the handshake and getting the TLS one back.
-    Closed,
-}
+/// The connection before STARTTLS (left) and after it (right).
+type Stream = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
 fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "connection closed")
 }
 
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Closed => Poll::Ready(Err(closed())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Stream::Closed => Poll::Ready(Err(closed())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Closed => Poll::Ready(Err(closed())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Closed => Poll::Ready(Ok(())),
-        }
-    }
+/// Reads into `buf`; `None` is the stream a failed handshake consumed.
+async fn read_some(stream: Option<&mut Stream>, buf: &mut [u8]) -> io::Result<usize> {
+    stream.ok_or_else(closed)?.read(buf).await
 }

@@ -14,9 +14,9 @@ use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256, SigningKey};
 use mail_auth::common::headers::HeaderWriter;
-use mail_auth::dkim::{Canonicalization, DkimSigner};
+use mail_auth::dkim::{Canonicalization, DkimSigner, Signature};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::error::OutboundError;
@@ -75,37 +75,40 @@ pub fn sign(
     pkcs8_der: &[u8],
 ) -> Result<String, OutboundError> {
     let headers = headers_to_sign(message);
-    let failed = |e: mail_auth::Error| OutboundError::DkimSign(e.to_string());
     let signature = match algorithm {
         DkimAlgorithm::RsaSha256 => {
             let key = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(
                 PrivatePkcs8KeyDer::from(pkcs8_der),
             ))
             .map_err(|e| OutboundError::DkimKey(format!("not a PKCS#8 RSA key: {e}")))?;
-            DkimSigner::from_key(key)
-                .domain(domain)
-                .selector(selector)
-                .headers(headers)
-                .header_canonicalization(Canonicalization::Relaxed)
-                .body_canonicalization(Canonicalization::Relaxed)
-                .sign(message)
-                .map_err(failed)?
+            signed(key, domain, selector, headers, message)?
         }
         DkimAlgorithm::Ed25519Sha256 => {
             let key = Ed25519Key::from_pkcs8_der(pkcs8_der)
                 .or_else(|_| Ed25519Key::from_pkcs8_maybe_unchecked_der(pkcs8_der))
                 .map_err(|e| OutboundError::DkimKey(format!("not a PKCS#8 Ed25519 key: {e}")))?;
-            DkimSigner::from_key(key)
-                .domain(domain)
-                .selector(selector)
-                .headers(headers)
-                .header_canonicalization(Canonicalization::Relaxed)
-                .body_canonicalization(Canonicalization::Relaxed)
-                .sign(message)
-                .map_err(failed)?
+            signed(key, domain, selector, headers, message)?
         }
     };
     Ok(signature.to_header())
+}
+
+/// The signature of `message` with `key`, relaxed/relaxed over `headers`.
+fn signed<K: SigningKey>(
+    key: K,
+    domain: &str,
+    selector: &str,
+    headers: Vec<&'static str>,
+    message: &[u8],
+) -> Result<Signature, OutboundError> {
+    DkimSigner::from_key(key)
+        .domain(domain)
+        .selector(selector)
+        .headers(headers)
+        .header_canonicalization(Canonicalization::Relaxed)
+        .body_canonicalization(Canonicalization::Relaxed)
+        .sign(message)
+        .map_err(|e| OutboundError::DkimSign(e.to_string()))
 }
 
 /// The DNS TXT record value at `<selector>._domainkey.<domain>` for this key:

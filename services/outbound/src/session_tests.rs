@@ -116,7 +116,7 @@ fn one_command_at_a_time_without_pipelining() {
 fn pipelines_mail_rcpt_and_data_in_one_write_with_dsn_parameters() {
     let mut env = envelope(&["a@there.test", "b@there.test"]);
     env.envid = Some("ID1".into());
-    env.ret = Some(Ret::Hdrs);
+    env.ret = Some(Ret::Headers);
     env.recipients[1].notify = Notify::from_bits(Notify::FAILURE | Notify::DELAY);
     env.recipients[1].orcpt = Some("rfc822;b@there.test".into());
     let mut s = Session::new(

@@ -121,6 +121,40 @@ pub struct Notify {
     pub delay: bool,
 }
 
+impl Notify {
+    pub const NEVER: u32 = 1;
+    pub const SUCCESS: u32 = 2;
+    pub const FAILURE: u32 = 4;
+    pub const DELAY: u32 = 8;
+
+    /// From a bit set with the values of `mailroot.proto`'s `Notify` enum (1 NEVER,
+    /// 2 SUCCESS, 4 FAILURE, 8 DELAY; 0 = not given).
+    pub fn from_bits(bits: u32) -> Notify {
+        Notify {
+            never: bits & Self::NEVER != 0,
+            success: bits & Self::SUCCESS != 0,
+            failure: bits & Self::FAILURE != 0,
+            delay: bits & Self::DELAY != 0,
+        }
+    }
+
+    pub fn bits(self) -> u32 {
+        [
+            (self.never, Self::NEVER),
+            (self.success, Self::SUCCESS),
+            (self.failure, Self::FAILURE),
+            (self.delay, Self::DELAY),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |acc, (_, bit)| acc | bit)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self == Notify::default()
+    }
+}
+
 /// The DSN parameters of one recipient.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RcptParams {
