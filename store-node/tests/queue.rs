@@ -105,19 +105,15 @@ async fn claim_fetch_and_report_delivered_removes_the_entry() {
     );
     assert_eq!(store.show_queue(&id).unwrap().claimed_by, "node-a");
     store.renew_claim(&id, c.claim).unwrap();
-    store
-        .report_delivery(
-            &id,
-            c.claim,
-            &[result(
-                "bob@remote.test",
-                Outcome::Delivered,
-                "2.0.0",
-                "250 ok",
-            )],
-        )
-        .await
-        .unwrap();
+    report_one(
+        &store,
+        &c,
+        "bob@remote.test",
+        Outcome::Delivered,
+        "2.0.0",
+        "250 ok",
+    )
+    .await;
     assert!(store.list_queue().is_empty());
     assert!(f.queue_files(&id).is_empty(), "objects removed");
     assert_eq!(
@@ -210,19 +206,15 @@ async fn deferred_recipients_follow_the_schedule() {
         let c = claim_one(&store, "node-a").await;
         assert_eq!(c.attempts, attempt - 1);
         let before = unix_ms();
-        store
-            .report_delivery(
-                &id,
-                c.claim,
-                &[result(
-                    "slow@remote.test",
-                    Outcome::Deferred,
-                    "4.2.0",
-                    "421 try later",
-                )],
-            )
-            .await
-            .unwrap();
+        report_one(
+            &store,
+            &c,
+            "slow@remote.test",
+            Outcome::Deferred,
+            "4.2.0",
+            "421 try later",
+        )
+        .await;
         let after = unix_ms();
         let info = store.show_queue(&id).unwrap();
         assert_eq!(info.attempts, attempt);

@@ -13,21 +13,17 @@ use support::*;
 async fn a_failed_recipient_gives_exactly_one_dsn_in_the_hosted_senders_mailbox() {
     let f = Fixture::new();
     let store = f.setup().await;
-    let id = queue_one(&store, "nobody@remote.test").await;
+    queue_one(&store, "nobody@remote.test").await;
     let c = claim_one(&store, "node-a").await;
-    store
-        .report_delivery(
-            &id,
-            c.claim,
-            &[result(
-                "nobody@remote.test",
-                Outcome::Failed,
-                "5.1.1",
-                "550 5.1.1 no such user",
-            )],
-        )
-        .await
-        .unwrap();
+    report_one(
+        &store,
+        &c,
+        "nobody@remote.test",
+        Outcome::Failed,
+        "5.1.1",
+        "550 5.1.1 no such user",
+    )
+    .await;
     assert!(store.list_queue().is_empty());
     let inbox = mailbox(&store, ALICE).await;
     assert_eq!(inbox.len(), 1, "{inbox:?}");
@@ -66,19 +62,15 @@ async fn a_remote_senders_dsn_is_queued_with_the_null_sender_and_is_never_bounce
     };
     store.deliver_message(d).await.unwrap();
     let c = claim_one(&store, "node-a").await;
-    store
-        .report_delivery(
-            &id,
-            c.claim,
-            &[result(
-                "x@remote.test",
-                Outcome::Failed,
-                "5.7.1",
-                "554 5.7.1 refused",
-            )],
-        )
-        .await
-        .unwrap();
+    report_one(
+        &store,
+        &c,
+        "x@remote.test",
+        Outcome::Failed,
+        "5.7.1",
+        "554 5.7.1 refused",
+    )
+    .await;
     let list = store.list_queue();
     assert_eq!(list.len(), 1, "the DSN is queued");
     let dsn_entry = &list[0];
@@ -97,19 +89,15 @@ async fn a_remote_senders_dsn_is_queued_with_the_null_sender_and_is_never_bounce
     );
     assert!(text.contains("the body of from afar"), "{text}");
     // The DSN itself fails: it is dropped, nothing more is queued or delivered.
-    store
-        .report_delivery(
-            &c.id,
-            c.claim,
-            &[result(
-                "someone@elsewhere.test",
-                Outcome::Failed,
-                "5.1.1",
-                "550 no",
-            )],
-        )
-        .await
-        .unwrap();
+    report_one(
+        &store,
+        &c,
+        "someone@elsewhere.test",
+        Outcome::Failed,
+        "5.1.1",
+        "550 no",
+    )
+    .await;
     assert!(store.list_queue().is_empty());
     assert!(mailbox(&store, ALICE).await.is_empty());
 }
@@ -185,14 +173,15 @@ async fn notify_decides_which_reports_are_made() {
     };
     store.deliver_message(d).await.unwrap();
     let c = claim_one(&store, "node-a").await;
-    store
-        .report_delivery(
-            &id,
-            c.claim,
-            &[result("x@remote.test", Outcome::Failed, "5.1.1", "550 no")],
-        )
-        .await
-        .unwrap();
+    report_one(
+        &store,
+        &c,
+        "x@remote.test",
+        Outcome::Failed,
+        "5.1.1",
+        "550 no",
+    )
+    .await;
     assert!(store.list_queue().is_empty());
     assert_eq!(mailbox(&store, ALICE).await.len(), 1, "no second DSN");
 }
@@ -230,19 +219,15 @@ async fn past_its_lifetime_an_entry_is_bounced_once_with_4_4_7() {
         (unix_ms() > created + 3000).then_some(())
     })
     .await;
-    store
-        .report_delivery(
-            &id,
-            c.claim,
-            &[result(
-                "late@remote.test",
-                Outcome::Deferred,
-                "4.4.1",
-                "connection timed out",
-            )],
-        )
-        .await
-        .unwrap();
+    report_one(
+        &store,
+        &c,
+        "late@remote.test",
+        Outcome::Deferred,
+        "4.4.1",
+        "connection timed out",
+    )
+    .await;
     assert!(store.show_queue(&id).is_err());
     let inbox = mailbox(&store, ALICE).await;
     assert_eq!(inbox.len(), 2);
@@ -264,19 +249,15 @@ async fn the_delay_notice_is_sent_once() {
     store.set_config("queue-delay-warning", "1s").await.unwrap();
     let id = queue_one(&store, "slow@remote.test").await;
     let c = claim_one(&store, "node-a").await;
-    store
-        .report_delivery(
-            &id,
-            c.claim,
-            &[result(
-                "slow@remote.test",
-                Outcome::Deferred,
-                "4.2.2",
-                "452 4.2.2 mailbox full",
-            )],
-        )
-        .await
-        .unwrap();
+    report_one(
+        &store,
+        &c,
+        "slow@remote.test",
+        Outcome::Deferred,
+        "4.2.2",
+        "452 4.2.2 mailbox full",
+    )
+    .await;
     let inbox = eventually("the delay notice", async || {
         let inbox = mailbox(&store, ALICE).await;
         (!inbox.is_empty()).then_some(inbox)

@@ -56,6 +56,27 @@ pub fn have_client(tool: &str) -> bool {
     found
 }
 
+/// Debian's Python, where python3-dkim and python3-aiosmtpd put their modules (a `python3`
+/// earlier in PATH may be another installation without them).
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// Whether Debian's python3 can import `module` (from Debian's `package`); SKIP or fail as
+/// [`have_client`] does.
+pub fn have_python_module(module: &str, package: &str) -> bool {
+    let found = Command::new(PYTHON)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("MAILROOT_REQUIRE_CLIENTS").as_deref() != Ok("1"),
+            "{package} is required (MAILROOT_REQUIRE_CLIENTS=1) but {PYTHON} cannot import {module}"
+        );
+        eprintln!("SKIP: {package} is not installed; run tests/run.sh to install it");
+    }
+    found
+}
+
 /// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
 pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

@@ -5,7 +5,7 @@
 //! loopback address and one shared port (the front-ends' `--outbound-port`).
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -25,19 +25,17 @@ impl Drop for Dns {
     }
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free UDP port")
-        .port()
-}
-
-/// A free TCP port on `ip` (bound, then released for the server that will take it).
-pub fn free_tcp_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .expect("free TCP port")
-        .port()
+/// A port free on `ip` for TCP (and UDP too when `udp`): bound to port 0 and released for
+/// the server that will take it.
+pub fn free_port(ip: IpAddr, udp: bool) -> u16 {
+    eventually("a free port", Duration::from_secs(5), || {
+        let tcp = TcpListener::bind((ip, 0)).ok()?;
+        let port = tcp.local_addr().ok()?.port();
+        if udp {
+            UdpSocket::bind((ip, port)).ok()?;
+        }
+        Some(port)
+    })
 }
 
 impl Dns {
@@ -45,7 +43,7 @@ impl Dns {
     /// `--host-record=mx1.remote.test,127.0.0.2`. Every other name under `test` gets NXDOMAIN
     /// (`--local=/test/`).
     pub fn start(dir: &Path, args: &[String]) -> Dns {
-        let port = free_udp_port();
+        let port = free_port(IpAddr::from([127, 0, 0, 1]), true);
         let mut cmd = Command::new("dnsmasq");
         cmd.args([
             "--keep-in-foreground",
@@ -116,7 +114,8 @@ fn unsafe_is_root() -> bool {
 pub struct Sink {
     child: Child,
     pub addr: SocketAddr,
-    pub dumps: PathBuf,
+    /// One file per transaction (smtp-sink's `-d`).
+    pub dump_dir: PathBuf,
 }
 
 impl Drop for Sink {
@@ -129,8 +128,9 @@ impl Drop for Sink {
 impl Sink {
     /// `extra`: smtp-sink options, e.g. `["-r", "RCPT"]` (4xx to RCPT), `["-f", "RCPT"]`
     /// (5xx), `["-W", "RCPT:5"]` (5 s before answering RCPT).
-    pub fn start(dir: &Path, name: &str, ip: &str, port: u16, extra: &[&str]) -> Sink {
-        // Each start its own dumps: a sink started again under the same name sees only its own.
+    pub fn start(dir: &Path, ip: IpAddr, port: u16, extra: &[&str]) -> Sink {
+        let name = format!("{ip}-{port}");
+        // Each start its own dumps: a sink started again on the same address sees only its own.
         let run = uuid::Uuid::new_v4().simple().to_string();
         let dumps = dir.join(format!("sink-{name}-{}", &run[..8]));
         std::fs::create_dir_all(&dumps).expect("dump dir");
@@ -143,7 +143,7 @@ impl Sink {
             cmd.args(["-u", "nobody"]);
         }
         // -h: its name in replies; -d: one file per transaction; -c off; -t: command timeout.
-        cmd.args(["-h", &format!("{name}.remote"), "-t", "30"])
+        cmd.args(["-t", "30"])
             .arg("-d")
             .arg(format!("{}/%H%M%S.", dumps.display()))
             .args(extra)
@@ -156,8 +156,12 @@ impl Sink {
                     .expect("sink log"),
             ));
         let child = cmd.spawn().expect("spawn smtp-sink");
-        let addr: SocketAddr = format!("{ip}:{port}").parse().expect("sink address");
-        let sink = Sink { child, addr, dumps };
+        let addr = SocketAddr::new(ip, port);
+        let sink = Sink {
+            child,
+            addr,
+            dump_dir: dumps,
+        };
         eventually("smtp-sink greets", Duration::from_secs(10), || {
             let stream = TcpStream::connect_timeout(&sink.addr, Duration::from_millis(200)).ok()?;
             stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -172,7 +176,7 @@ impl Sink {
     /// Every complete transaction received so far: (X-Mail-Args, the message text).
     pub fn messages(&self) -> Vec<Dump> {
         let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir(&self.dumps) else {
+        let Ok(entries) = std::fs::read_dir(&self.dump_dir) else {
             return out;
         };
         for entry in entries.flatten() {
@@ -184,6 +188,27 @@ impl Sink {
             }
         }
         out
+    }
+}
+
+impl Sink {
+    /// The dump files, as smtp-sink wrote them, whose text ends with `ends_with` (the empty
+    /// line after a complete message); waits until there are `n`.
+    pub fn dumps(&self, n: usize, ends_with: &str) -> Vec<String> {
+        eventually(
+            &format!("{n} transaction(s) dumped in {}", self.dump_dir.display()),
+            Duration::from_secs(10),
+            || {
+                let mut out = Vec::new();
+                for entry in std::fs::read_dir(&self.dump_dir).ok()? {
+                    let text = std::fs::read_to_string(entry.ok()?.path()).ok()?;
+                    if text.ends_with(ends_with) {
+                        out.push(text);
+                    }
+                }
+                (out.len() >= n).then_some(out)
+            },
+        )
     }
 }
 

@@ -6,9 +6,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use mailroot_tests::remote::{Dns, Sink, free_tcp_port};
+use mailroot_tests::remote::{Dns, Sink, free_port};
 use mailroot_tests::{
-    DOMAIN, Options, Pop3Client, SmtpClient, TestCluster, eventually, have_client,
+    DOMAIN, Options, PYTHON, Pop3Client, SmtpClient, TestCluster, eventually, have_client,
+    have_python_module,
 };
 
 const ALICE: &str = "alice@example.test";
@@ -30,7 +31,7 @@ fn tools() -> bool {
 impl World {
     fn start(frontends: usize, fe_extra: &[&str]) -> World {
         let dir = tempfile::tempdir().expect("temp dir");
-        let dead = free_tcp_port("127.0.0.1");
+        let dead = free_port([127, 0, 0, 1].into(), false);
         let dns = Dns::start(
             dir.path(),
             &[
@@ -41,7 +42,7 @@ impl World {
                 format!("--server=/broken.test/127.0.0.1#{dead}"),
             ],
         );
-        let port = free_tcp_port("127.0.0.2");
+        let port = free_port([127, 0, 0, 2].into(), false);
         let mut frontend: Vec<String> = vec![
             dns.flag(),
             format!("--outbound-port={port}"),
@@ -79,8 +80,7 @@ impl World {
     fn sink(&self, mx: u8, extra: &[&str]) -> Sink {
         Sink::start(
             self.c.dir.path(),
-            &format!("mx{mx}"),
-            &format!("127.0.0.{}", mx + 1),
+            [127, 0, 0, mx + 1].into(),
             self.port,
             extra,
         )
@@ -150,7 +150,7 @@ fn dsns(messages: &[String]) -> Vec<&String> {
 
 #[test]
 fn submission_reaches_the_remote_mx_with_a_dkim_signature_that_verifies() {
-    if !tools() || !have_client("swaks") || !have_client("/usr/bin/python3") {
+    if !tools() || !have_client("swaks") || !have_python_module("dkim", "python3-dkim") {
         return;
     }
     let w = World::start(1, &[]);
@@ -218,8 +218,7 @@ fn submission_reaches_the_remote_mx_with_a_dkim_signature_that_verifies() {
     let verify = |message: &str| {
         let path = w.c.dir.path().join("verify.eml");
         std::fs::write(&path, message).unwrap();
-        // Debian's python3 (python3-dkim), not whatever python3 comes first on PATH.
-        let out = Command::new("/usr/bin/python3")
+        let out = Command::new(PYTHON)
             .arg("-c")
             .arg(
                 "import sys, dkim\n\

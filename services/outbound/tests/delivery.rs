@@ -7,10 +7,12 @@ mod common;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::{Dnsmasq, RecordingProxy, SmtpSink, free_port, have_tool, silent_server};
+use common::{RecordingProxy, silent_server};
 use mailroot_outbound::{
     ClientConfig, Envelope, Outcome, Recipient, RecipientResult, Relay, Resolver, Timeouts, deliver,
 };
+use mailroot_tests::have_client;
+use mailroot_tests::remote::{Dns, Sink, free_port};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -21,19 +23,19 @@ const MESSAGE: &[u8] = b"From: sender@client.test\r\nTo: a@dest.test\r\nSubject:
 .leading dot\r\n..two dots\r\n.\r\nnot the end\r\n caf\xc3\xa9\r\nlast line\r\n";
 
 fn have_tools() -> bool {
-    have_tool("dnsmasq") && have_tool("smtp-sink")
+    have_client("dnsmasq") && have_client("smtp-sink")
 }
 
 /// dnsmasq with dest.test's MX records: `mx` = [(name, preference, address)], and a
 /// resolver that asks it. Keep the `Dnsmasq` alive as long as the resolver is used.
-fn dns(dir: &tempfile::TempDir, mx: &[(&str, u16, &str)]) -> (Resolver, Dnsmasq) {
+fn dns(dir: &tempfile::TempDir, mx: &[(&str, u16, &str)]) -> (Resolver, Dns) {
     let mut records = Vec::new();
     for (name, pref, addr) in mx {
         records.push(format!("--mx-host=dest.test,{name},{pref}"));
         records.push(format!("--host-record={name},{addr}"));
     }
     records.push("--host-record=probe.test,127.0.0.1".into());
-    let dnsmasq = Dnsmasq::start(dir.path(), &records, "probe.test");
+    let dnsmasq = Dns::start(dir.path(), &records);
     let resolver = Resolver::new(Some(vec![dnsmasq.addr])).unwrap();
     (resolver, dnsmasq)
 }
@@ -75,7 +77,7 @@ async fn delivers_to_two_recipients_bytes_unchanged() {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port(ip("127.0.0.2"), false);
-    let sink = SmtpSink::start(dir.path(), ip("127.0.0.2"), port, &[]);
+    let sink = Sink::start(dir.path(), ip("127.0.0.2"), port, &[]);
     let (resolver, _dns) = dns(&dir, &[("mx1.dest.test", 10, "127.0.0.2")]);
 
     let mut env = envelope(&["a@dest.test", "b@dest.test"]);
@@ -124,7 +126,7 @@ async fn pipelines_when_offered_and_not_otherwise() {
     for (options, pipelined) in [(&[][..], true), (&["-p"][..], false)] {
         let dir = tempfile::tempdir().unwrap();
         let sink_port = free_port(ip("127.0.0.2"), false);
-        let sink = SmtpSink::start(dir.path(), ip("127.0.0.2"), sink_port, options);
+        let sink = Sink::start(dir.path(), ip("127.0.0.2"), sink_port, options);
         // The client talks to the proxy, which records each chunk the client wrote.
         let proxy_port = free_port(ip("127.0.0.3"), false);
         let proxy = RecordingProxy::start(ip("127.0.0.3"), proxy_port, sink.addr);
@@ -183,7 +185,7 @@ async fn refused_commands_give_deferred_and_failed() {
     for (options, outcome, status) in cases {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port(ip("127.0.0.2"), false);
-        let _sink = SmtpSink::start(dir.path(), ip("127.0.0.2"), port, options);
+        let _sink = Sink::start(dir.path(), ip("127.0.0.2"), port, options);
         let (resolver, _dns) = dns(&dir, &[("mx.dest.test", 10, "127.0.0.2")]);
         let env = envelope(&["a@dest.test", "b@dest.test"]);
         let results = deliver(&resolver, &config(port), "dest.test", &env, MESSAGE).await;
@@ -247,7 +249,7 @@ async fn first_mx_refuses_connections_second_delivers() {
     let dir = tempfile::tempdir().unwrap();
     // The same port on 127.0.0.5 has no listener (connection refused); on .6 the sink.
     let port = free_port(ip("127.0.0.6"), false);
-    let sink = SmtpSink::start(dir.path(), ip("127.0.0.6"), port, &[]);
+    let sink = Sink::start(dir.path(), ip("127.0.0.6"), port, &[]);
     let (resolver, _dns) = dns(
         &dir,
         &[
@@ -302,8 +304,8 @@ async fn a_421_greeting_moves_to_the_next_mx() {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port(ip("127.0.0.8"), false);
-    let _busy = SmtpSink::start(dir.path(), ip("127.0.0.8"), port, &["-Q", "CONNECT"]);
-    let sink = SmtpSink::start(dir.path(), ip("127.0.0.9"), port, &[]);
+    let _busy = Sink::start(dir.path(), ip("127.0.0.8"), port, &["-Q", "CONNECT"]);
+    let sink = Sink::start(dir.path(), ip("127.0.0.9"), port, &[]);
     let (resolver, _dns) = dns(
         &dir,
         &[
@@ -331,7 +333,7 @@ async fn require_tls_defers_when_starttls_is_not_offered() {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port(ip("127.0.0.2"), false);
-    let sink = SmtpSink::start(dir.path(), ip("127.0.0.2"), port, &[]);
+    let sink = Sink::start(dir.path(), ip("127.0.0.2"), port, &[]);
     let (resolver, _dns) = dns(&dir, &[("mx.dest.test", 10, "127.0.0.2")]);
     let config = ClientConfig {
         require_tls: true,
@@ -360,7 +362,7 @@ async fn a_relay_host_takes_everything_without_mx_lookups() {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port(ip("127.0.0.10"), false);
-    let sink = SmtpSink::start(dir.path(), ip("127.0.0.10"), port, &[]);
+    let sink = Sink::start(dir.path(), ip("127.0.0.10"), port, &[]);
     // dnsmasq knows the relay's name only; an MX lookup for elsewhere.example would be
     // REFUSED (Deferred), so a delivery proves the MX step was skipped.
     let (resolver, _dns) = dns(&dir, &[("relay.test", 10, "127.0.0.10")]);

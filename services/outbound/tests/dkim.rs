@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::Ed25519KeyPair;
-use common::{PYTHON, have_python_module};
 use mailroot_outbound::{DkimAlgorithm, public_txt, sign};
+use mailroot_tests::{PYTHON, have_python_module};
 
 const MESSAGE: &[u8] = b"From: Alice <alice@sign.test>\r\nTo: bob@dest.test\r\n\
 Subject: signed  message\r\nDate: Wed, 02 Dec 2026 15:00:00 +0000\r\n\

@@ -4,16 +4,17 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{Dnsmasq, have_tool};
 use mailroot_outbound::{
     ClientConfig, Envelope, Outcome, Recipient, Resolver, RouteError, deliver,
 };
+use mailroot_tests::have_client;
+use mailroot_tests::remote::Dns;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn start(dir: &tempfile::TempDir) -> Dnsmasq {
+fn start(dir: &tempfile::TempDir) -> Dns {
     let records: Vec<String> = [
         // Two MX of preference 10 (shuffled), one of 20, one of 30, out of order.
         "--mx-host=multi.test,mx30.multi.test,30",
@@ -37,12 +38,12 @@ fn start(dir: &tempfile::TempDir) -> Dnsmasq {
     .into_iter()
     .map(String::from)
     .collect();
-    Dnsmasq::start(dir.path(), &records, "nomx.test")
+    Dns::start(dir.path(), &records)
 }
 
 #[tokio::test]
 async fn mx_hosts_in_preference_order_with_addresses() {
-    if !have_tool("dnsmasq") {
+    if !have_client("dnsmasq") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -76,7 +77,7 @@ async fn mx_hosts_in_preference_order_with_addresses() {
 
 #[tokio::test]
 async fn no_mx_means_the_domain_itself() {
-    if !have_tool("dnsmasq") {
+    if !have_client("dnsmasq") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -93,7 +94,7 @@ async fn no_mx_means_the_domain_itself() {
 
 #[tokio::test]
 async fn nxdomain_and_null_mx_are_permanent_refusal_is_temporary() {
-    if !have_tool("dnsmasq") {
+    if !have_client("dnsmasq") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -11,10 +11,11 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{TlsSmtpServer, have_python_module};
+use common::TlsSmtpServer;
 use mailroot_outbound::{
     ClientConfig, Envelope, Outcome, Recipient, Relay, Resolver, Timeouts, deliver,
 };
+use mailroot_tests::have_python_module;
 
 const MESSAGE: &[u8] =
     b"From: a@client.test\r\nTo: x@dest.test\r\nSubject: tls\r\n\r\n.dot\r\nbody\r\n";

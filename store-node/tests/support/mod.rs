@@ -149,6 +149,25 @@ pub fn result(recipient: &str, outcome: Outcome, status: &str, diagnostic: &str)
     }
 }
 
+/// Reports one recipient's outcome for the claimed entry `c`.
+pub async fn report_one(
+    store: &Store,
+    c: &Claimed,
+    recipient: &str,
+    outcome: Outcome,
+    status: &str,
+    diagnostic: &str,
+) {
+    store
+        .report_delivery(
+            &c.id,
+            c.claim,
+            &[result(recipient, outcome, status, diagnostic)],
+        )
+        .await
+        .unwrap();
+}
+
 pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
