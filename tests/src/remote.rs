@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::eventually;
@@ -25,16 +26,29 @@ impl Drop for Dns {
     }
 }
 
-/// A port free on `ip` for TCP (and UDP too when `udp`): bound to port 0 and released for
-/// the server that will take it.
+/// A port free on `ip` for TCP (and UDP too when `udp`), for a server another process will
+/// bind (a daemon the test starts, a port Docker publishes). It is taken from below the
+/// kernel's ephemeral range: a port 0 probe would hand out an ephemeral port, which any
+/// outgoing connection on the machine can take between the probe and the server's bind
+/// (seen in CI: Docker's "port is already allocated").
 pub fn free_port(ip: IpAddr, udp: bool) -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (low.saturating_sub(12000).max(1024), low);
+    // One walk per process (ports handed out earlier may not be bound yet), started at a
+    // place of its own so that test processes running side by side rarely meet.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919);
     eventually("a free port", Duration::from_secs(5), || {
-        let tcp = TcpListener::bind((ip, 0)).ok()?;
-        let port = tcp.local_addr().ok()?.port();
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let candidate = from + (start.wrapping_add(step) % u32::from(to - from)) as u16;
+        let _tcp = TcpListener::bind((ip, candidate)).ok()?;
         if udp {
-            UdpSocket::bind((ip, port)).ok()?;
+            UdpSocket::bind((ip, candidate)).ok()?;
         }
-        Some(port)
+        Some(candidate)
     })
 }
 

@@ -7,7 +7,7 @@
 //! loudly without Docker; with REQUIRE_DOCKER=1 (CI) a missing Docker is a failure.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,14 +56,6 @@ fn docker(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A compose project of its own; `down -v` on drop, also when the test fails.
@@ -253,7 +245,8 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
     if !docker_available() || !have_client("swaks") {
         return;
     }
-    let ports: Vec<u16> = (0..7).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..7)
+        .map(|_| mailroot_tests::remote::free_port([0, 0, 0, 0].into(), false)).collect();
     let project = format!(
         "mailroottest{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
