@@ -246,7 +246,8 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
         return;
     }
     let ports: Vec<u16> = (0..7)
-        .map(|_| mailroot_tests::remote::free_port([0, 0, 0, 0].into(), false)).collect();
+        .map(|_| mailroot_tests::remote::free_port([0, 0, 0, 0].into(), false))
+        .collect();
     let project = format!(
         "mailroottest{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
