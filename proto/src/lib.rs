@@ -1,10 +1,24 @@
 //! The wire contract between front-ends, `mailrootctl` and the store node.
 //!
 //! Nothing but the generated types lives here, plus the names of the metadata headers every
-//! caller must send (so both sides agree on them in one place).
+//! caller must send and the reading of settings that the store and the front-ends must agree
+//! on (so both sides agree on them in one place).
 
 pub mod v1 {
     tonic::include_proto!("mailroot.v1");
+}
+
+impl v1::Settings {
+    /// The retention that applies to the mailboxes of `domain`: the domain's own value, else
+    /// the cluster's. None: never (CAPA `EXPIRE NEVER`).
+    pub fn retention_for(&self, domain: &str) -> Option<std::time::Duration> {
+        let ms = self
+            .domain_retention_ms
+            .get(domain)
+            .copied()
+            .or(self.retention_ms)?;
+        (ms > 0).then(|| std::time::Duration::from_millis(ms))
+    }
 }
 
 /// Metadata header carrying the cluster auth GUID on every `Store` call.
@@ -46,10 +60,12 @@ pub enum Reason {
     RateLimited,
     /// No such outbound queue entry (or the claim on it is no longer held).
     UnknownQueueEntry,
+    /// RFC 2449 LOGIN-DELAY: the maildrop was opened too recently; try again later.
+    LoginDelay,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::UnknownDomain,
         Reason::DomainExists,
         Reason::DomainNotEmpty,
@@ -72,6 +88,7 @@ impl Reason {
         Reason::Starting,
         Reason::RateLimited,
         Reason::UnknownQueueEntry,
+        Reason::LoginDelay,
     ];
 
     /// The header value.
@@ -99,6 +116,7 @@ impl Reason {
             Reason::Starting => "starting",
             Reason::RateLimited => "rate-limited",
             Reason::UnknownQueueEntry => "unknown-queue-entry",
+            Reason::LoginDelay => "login-delay",
         }
     }
 

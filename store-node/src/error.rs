@@ -59,6 +59,9 @@ pub enum StoreError {
     /// No such outbound queue entry, or the caller's claim on it is no longer the current one.
     #[error("no outbound queue entry {0} (or the claim on it was lost)")]
     UnknownQueueEntry(String),
+    /// RFC 2449 LOGIN-DELAY: the maildrop was opened less than the login delay ago.
+    #[error("{mailbox} was opened less than {delay_s} seconds ago; try again later")]
+    LoginDelay { mailbox: String, delay_s: u32 },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -91,6 +94,7 @@ impl StoreError {
             StoreError::Starting => Reason::Starting,
             StoreError::RateLimited { .. } => Reason::RateLimited,
             StoreError::UnknownQueueEntry(_) => Reason::UnknownQueueEntry,
+            StoreError::LoginDelay { .. } => Reason::LoginDelay,
         }
     }
 
@@ -123,6 +127,8 @@ impl StoreError {
             StoreError::Starting => Code::Unavailable,
             // Temporary for the sender (451 4.7.1), but not for the front-end's RPC retries.
             StoreError::RateLimited { .. } => Code::FailedPrecondition,
+            // Not to be retried by the front-end: the client tries again after the delay.
+            StoreError::LoginDelay { .. } => Code::FailedPrecondition,
         }
     }
 }

@@ -18,6 +18,10 @@ pub const THROTTLE_EVENTS: &str = "mailroot_throttle_events_total";
 pub const LEASE_CONFLICTS: &str = "mailroot_lease_conflicts_total";
 /// POP3 commits refused because the session's lease was lost (fencing, `LeaseLost`).
 pub const FENCED_COMMITS: &str = "mailroot_fenced_commits_total";
+/// Retrieved messages deleted by retention (`store/retention.rs`).
+pub const RETENTION_EXPIRED: &str = "mailroot_retention_expired_total";
+/// POP3 logins refused by LOGIN-DELAY.
+pub const LOGIN_DELAY_REFUSALS: &str = "mailroot_login_delay_refusals_total";
 /// Time a password check or hash waited for an Argon2id slot (one per core).
 pub const PASSWORD_HASH_WAIT_SECONDS: &str = "mailroot_password_hash_wait_seconds";
 
@@ -59,6 +63,14 @@ pub fn describe() {
     describe_counter!(
         FENCED_COMMITS,
         "POP3 commits refused because the session's maildrop lease was lost (fencing)"
+    );
+    describe_counter!(
+        RETENTION_EXPIRED,
+        "Retrieved messages deleted because their retention period ended"
+    );
+    describe_counter!(
+        LOGIN_DELAY_REFUSALS,
+        "POP3 logins refused because the maildrop was opened less than the login delay ago"
     );
     describe_histogram!(
         PASSWORD_HASH_WAIT_SECONDS,

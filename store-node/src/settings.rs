@@ -58,6 +58,14 @@ struct Record {
     queue_delay_warning_ms: Option<u64>,
     #[serde(default)]
     outbound_limit: Option<u32>,
+    /// Retention of retrieved messages (None: never), and per-domain values (0: never).
+    #[serde(default)]
+    retention_ms: Option<u64>,
+    #[serde(default)]
+    domain_retention_ms: std::collections::BTreeMap<String, u64>,
+    /// RFC 2449 LOGIN-DELAY in seconds (None: none).
+    #[serde(default)]
+    login_delay_s: Option<u32>,
 }
 
 impl Record {
@@ -72,6 +80,9 @@ impl Record {
             queue_lifetime_ms: s.queue_lifetime_ms,
             queue_delay_warning_ms: s.queue_delay_warning_ms,
             outbound_limit: s.outbound_limit,
+            retention_ms: s.retention_ms,
+            domain_retention_ms: s.domain_retention_ms.clone().into_iter().collect(),
+            login_delay_s: s.login_delay_s,
         }
     }
 }
@@ -139,12 +150,33 @@ impl SettingsStore {
         self.tx.subscribe()
     }
 
-    /// Applies `key = value`, writes it durably, then publishes it.
-    pub async fn set(&self, objects: &Objects, key: &str, value: &str) -> Result<Settings> {
+    /// Applies `key = value`, writes it durably, then publishes it. With `domain` (a hosted
+    /// domain, checked by the caller) the value is that domain's own: only `retention` has
+    /// one; `default` removes it.
+    pub async fn set(
+        &self,
+        objects: &Objects,
+        key: &str,
+        value: &str,
+        domain: Option<&str>,
+    ) -> Result<Settings> {
         let _guard = self.lock.lock().await;
         let cur = self.current();
         let mut record = Record::of(&cur);
         record.version += 1;
+        if let Some(domain) = domain {
+            if key != "retention" {
+                return Err(StoreError::InvalidArgument(format!(
+                    "{key} is cluster-wide; only retention has a value per domain"
+                )));
+            }
+            match parse_retention(value)? {
+                Retention::Default => record.domain_retention_ms.remove(domain),
+                Retention::Never => record.domain_retention_ms.insert(domain.to_string(), 0),
+                Retention::After(ms) => record.domain_retention_ms.insert(domain.to_string(), ms),
+            };
+            return self.publish(objects, record).await;
+        }
         match key {
             "greeting" => {
                 validate_greeting(value)
@@ -170,11 +202,18 @@ impl SettingsStore {
                 record.queue_delay_warning_ms = parse_queue_duration(key, value)?
             }
             "outbound-limit" => record.outbound_limit = parse_outbound_limit(value)?,
+            "retention" => {
+                record.retention_ms = match parse_retention(value)? {
+                    Retention::Default | Retention::Never => None,
+                    Retention::After(ms) => Some(ms),
+                }
+            }
+            "login-delay" => record.login_delay_s = parse_login_delay(value)?,
             other => {
                 return Err(StoreError::InvalidArgument(format!(
                     "unknown setting {other:?} (greeting, require-secure-auth, log-level, \
                      queue-retry-min, queue-retry-max, queue-lifetime, queue-delay-warning, \
-                     outbound-limit)"
+                     outbound-limit, retention, login-delay)"
                 )));
             }
         }
@@ -193,6 +232,11 @@ impl SettingsStore {
                 show_duration(max)
             )));
         }
+        self.publish(objects, record).await
+    }
+
+    /// Writes the record durably, then sends it to every watcher.
+    async fn publish(&self, objects: &Objects, record: Record) -> Result<Settings> {
         let bytes =
             serde_json::to_vec_pretty(&record).map_err(|e| StoreError::Internal(e.to_string()))?;
         objects.put(&path(), Bytes::from(bytes)).await?;
@@ -212,6 +256,18 @@ impl SettingsStore {
     /// The DKIM keys changed (`store/dkim.rs`, durable already): every watcher gets them now.
     pub fn set_dkim_keys(&self, keys: Vec<DkimKey>) {
         self.tx.send_modify(|s| s.dkim_keys = keys);
+    }
+
+    /// A domain was deleted: its own settings go with it (a domain added again later under
+    /// the same name starts from the cluster-wide values).
+    pub async fn forget_domain(&self, objects: &Objects, domain: &str) -> Result<()> {
+        let _guard = self.lock.lock().await;
+        let mut record = Record::of(&self.current());
+        if record.domain_retention_ms.remove(domain).is_some() {
+            record.version += 1;
+            self.publish(objects, record).await?;
+        }
+        Ok(())
     }
 
     /// A domain, mailbox or alias was added or removed: front-ends forget cached RCPT answers.
@@ -288,6 +344,60 @@ pub fn show_duration(d: Duration) -> String {
     format!("{s}s")
 }
 
+/// How a `retention` value was written.
+pub const RETENTION_RULE: &str =
+    "a duration such as 30d, 12h or 90s (at least 1s, at most 3650d), never, or default";
+/// Longest retention accepted (ten years).
+pub const MAX_RETENTION: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// Longest login delay accepted (a day).
+pub const MAX_LOGIN_DELAY: Duration = Duration::from_secs(24 * 3600);
+
+enum Retention {
+    /// Back to the cluster-wide value (for a domain) or off (cluster-wide).
+    Default,
+    Never,
+    After(u64),
+}
+
+fn parse_retention(value: &str) -> Result<Retention> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("default") {
+        return Ok(Retention::Default);
+    }
+    if ["never", "off"]
+        .iter()
+        .any(|v| value.eq_ignore_ascii_case(v))
+    {
+        return Ok(Retention::Never);
+    }
+    match parse_duration(value) {
+        Some(d) if d >= Duration::from_secs(1) && d <= MAX_RETENTION => {
+            Ok(Retention::After(d.as_millis() as u64))
+        }
+        _ => Err(StoreError::InvalidArgument(format!(
+            "retention: {value:?} is not {RETENTION_RULE}"
+        ))),
+    }
+}
+
+/// Seconds between two logins to one maildrop; 0, off or default: none.
+fn parse_login_delay(value: &str) -> Result<Option<u32>> {
+    let value = value.trim();
+    if ["default", "off", "none"]
+        .iter()
+        .any(|v| value.eq_ignore_ascii_case(v))
+    {
+        return Ok(None);
+    }
+    match parse_duration(value) {
+        Some(d) if d.is_zero() => Ok(None),
+        Some(d) if d <= MAX_LOGIN_DELAY => Ok(Some(d.as_secs() as u32)),
+        _ => Err(StoreError::InvalidArgument(format!(
+            "login-delay: {value:?} is not a duration such as 15m or 900 (at most 1d), or off"
+        ))),
+    }
+}
+
 /// Messages to other domains per user per hour; 0 = unlimited; `default`.
 fn parse_outbound_limit(value: &str) -> Result<Option<u32>> {
     let value = value.trim();
@@ -316,6 +426,9 @@ fn to_proto(r: &Record, live: &Settings) -> Settings {
         queue_lifetime_ms: r.queue_lifetime_ms,
         queue_delay_warning_ms: r.queue_delay_warning_ms,
         outbound_limit: r.outbound_limit,
+        retention_ms: r.retention_ms,
+        domain_retention_ms: r.domain_retention_ms.clone().into_iter().collect(),
+        login_delay_s: r.login_delay_s,
     }
 }
 
@@ -382,6 +495,35 @@ mod tests {
         assert_eq!(parse_outbound_limit("default").ok(), Some(None));
         let err = parse_outbound_limit("lots").unwrap_err().to_string();
         assert!(err.contains("outbound-limit"), "{err}");
+    }
+
+    #[test]
+    fn retention_and_login_delay_rules() {
+        assert!(matches!(
+            parse_retention("30d"),
+            Ok(Retention::After(2_592_000_000))
+        ));
+        assert!(matches!(parse_retention("2s"), Ok(Retention::After(2000))));
+        assert!(matches!(parse_retention("never"), Ok(Retention::Never)));
+        assert!(matches!(parse_retention("Default"), Ok(Retention::Default)));
+        for bad in ["0", "0s", "soon", "3651d", ""] {
+            let err = parse_retention(bad).err().expect(bad).to_string();
+            assert!(err.contains(RETENTION_RULE), "{bad}: {err}");
+        }
+        assert_eq!(parse_login_delay("15m").ok(), Some(Some(900)));
+        assert_eq!(parse_login_delay("0").ok(), Some(None));
+        assert_eq!(parse_login_delay("off").ok(), Some(None));
+        assert!(parse_login_delay("2d").is_err());
+        let mut s = Settings {
+            retention_ms: Some(1000),
+            ..Settings::default()
+        };
+        assert_eq!(s.retention_for("a.test"), Some(Duration::from_secs(1)));
+        s.domain_retention_ms.insert("a.test".into(), 0);
+        s.domain_retention_ms.insert("b.test".into(), 5000);
+        assert_eq!(s.retention_for("a.test"), None);
+        assert_eq!(s.retention_for("b.test"), Some(Duration::from_secs(5)));
+        assert_eq!(s.retention_for("c.test"), Some(Duration::from_secs(1)));
     }
 
     #[test]

@@ -306,7 +306,7 @@ async fn no_session_is_granted_a_maildrop_while_its_deletions_are_in_flight() {
     let commit = tokio::spawn({
         let store = store.clone();
         let first = first.clone();
-        async move { store.commit(alice, epoch, &[first]).await }
+        async move { store.commit(alice, epoch, &[first], &[]).await }
     });
     until("the delete to hang", || fx.faults.hanging(Op::Delete) == 1).await;
     // Even with the lease broken by an administrator, nobody gets the maildrop before the

@@ -170,7 +170,12 @@ async fn roundtrip_and_restart(b: &Backend) {
     assert_eq!(store.fetch(&addr.to_string(), &delivery).await.unwrap(), m);
     assert_eq!(
         store
-            .commit("alice@example.test", epoch, std::slice::from_ref(&delivery))
+            .commit(
+                "alice@example.test",
+                epoch,
+                std::slice::from_ref(&delivery),
+                &[]
+            )
             .await
             .unwrap(),
         1
@@ -479,7 +484,7 @@ async fn maildrop_lease_is_exclusive_expires_and_fences(b: &Backend) {
         "lease-lost"
     );
     let err = store
-        .commit(alice, a, std::slice::from_ref(&uidl))
+        .commit(alice, a, std::slice::from_ref(&uidl), &[])
         .await
         .unwrap_err();
     assert_eq!(err.reason().as_str(), "lease-lost");
@@ -501,7 +506,7 @@ async fn maildrop_lease_is_exclusive_expires_and_fences(b: &Backend) {
     store.renew(alice, c).unwrap();
     assert_eq!(
         store
-            .commit(alice, c, std::slice::from_ref(&uidl))
+            .commit(alice, c, std::slice::from_ref(&uidl), &[])
             .await
             .unwrap(),
         1
@@ -541,7 +546,7 @@ async fn unlock_session_and_restart_fence_old_holders(b: &Backend) {
     );
     assert_eq!(
         store
-            .commit(alice, old, std::slice::from_ref(&uidl))
+            .commit(alice, old, std::slice::from_ref(&uidl), &[])
             .await
             .unwrap_err()
             .reason()
@@ -567,7 +572,7 @@ async fn unlock_session_and_restart_fence_old_holders(b: &Backend) {
     assert_eq!(stat.session.as_ref().unwrap().epoch, after);
     assert_eq!(
         store
-            .commit(alice, new, std::slice::from_ref(&uidl))
+            .commit(alice, new, std::slice::from_ref(&uidl), &[])
             .await
             .unwrap_err()
             .reason()
@@ -575,7 +580,7 @@ async fn unlock_session_and_restart_fence_old_holders(b: &Backend) {
         "lease-lost"
     );
     assert_eq!(used(&store, alice).0, 1);
-    assert_eq!(store.commit(alice, after, &[uidl]).await.unwrap(), 1);
+    assert_eq!(store.commit(alice, after, &[uidl], &[]).await.unwrap(), 1);
     assert_eq!(used(&store, alice).0, 0);
 }
 

@@ -4,8 +4,6 @@
 //! Errors print one line (`mailrootctl: <what went wrong>`) and exit non-zero:
 //! 1 for a refused request, 2 for bad usage, 3 when the store cannot be reached.
 
-use std::io::Read;
-
 use clap::{Parser, Subcommand};
 use proto::v1::admin_client::AdminClient;
 use proto::v1::*;
@@ -13,7 +11,9 @@ use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+mod accounts;
 mod cluster;
+mod config;
 mod nodes;
 mod queue;
 mod stat;
@@ -45,10 +45,10 @@ struct Cli {
 enum Command {
     /// Hosted domains.
     #[command(subcommand)]
-    Domain(DomainCmd),
+    Domain(accounts::DomainCmd),
     /// Mailboxes.
     #[command(subcommand)]
-    Mailbox(MailboxCmd),
+    Mailbox(accounts::MailboxCmd),
     /// Message count, bytes, quota, lock and POP3 session holder per mailbox, with sums per
     /// domain and for the cluster: one mailbox, one domain, or everything.
     Stat(stat::StatArgs),
@@ -63,7 +63,7 @@ enum Command {
     Alias(AliasCmd),
     /// Cluster-wide settings, live on every front-end within a second.
     #[command(subcommand)]
-    Config(ConfigCmd),
+    Config(config::ConfigCmd),
     /// Failed-login throttling: entries per (name, IP) (these lock), per IP and per name.
     #[command(subcommand)]
     Throttle(ThrottleCmd),
@@ -72,39 +72,10 @@ enum Command {
     Cluster(ClusterCmd),
     /// The outbound queue: mail to other domains waiting for (another) delivery attempt.
     #[command(subcommand)]
-    Queue(QueueCmd),
+    Queue(queue::QueueCmd),
     /// DKIM keys (RFC 6376): front-ends sign what users submit from a domain that has one.
     #[command(subcommand)]
-    Dkim(DkimCmd),
-}
-
-#[derive(Subcommand)]
-enum QueueCmd {
-    /// Every entry: age, size, attempts, next attempt, claiming node, sender, recipients.
-    List,
-    /// One entry, with each pending recipient's last diagnostic.
-    Show { id: String },
-    /// Attempt the entry now (its deferred recipients are tried at once).
-    Retry { id: String },
-    /// Remove the entry without telling the sender (like Postfix's `postsuper -d`).
-    Delete { id: String },
-}
-
-#[derive(Subcommand)]
-enum DkimCmd {
-    /// Make a key for DOMAIN (replacing its key) and print the DNS TXT record to publish at
-    /// SELECTOR._domainkey.DOMAIN. Signing starts at once.
-    Generate {
-        domain: String,
-        selector: String,
-        /// rsa (2048 bits) or ed25519 (RFC 8463; not every verifier knows it yet).
-        #[arg(long, default_value = "rsa")]
-        algorithm: String,
-    },
-    /// Every domain's key and its DNS record.
-    List,
-    /// Stop signing for DOMAIN and forget its key.
-    Delete { domain: String },
+    Dkim(queue::DkimCmd),
 }
 
 #[derive(Subcommand)]
@@ -144,19 +115,6 @@ enum ClusterCmd {
 }
 
 #[derive(Subcommand)]
-enum ConfigCmd {
-    /// `greeting TEXT` (at most 259 printable ASCII characters, no < or >; "" = default),
-    /// `require-secure-auth on|off`, `log-level 0|1|2|3|default` (none, minimum = warn,
-    /// medium = info, maximum = debug; default = each node's RUST_LOG at start-up); the
-    /// outbound queue's `queue-retry-min`, `queue-retry-max`, `queue-lifetime`,
-    /// `queue-delay-warning` (durations like 30s, 5m, 4h, 5d) and `outbound-limit N`
-    /// (messages to other domains per user per hour, 0 = unlimited).
-    Set { key: String, value: String },
-    /// Show every setting.
-    Show,
-}
-
-#[derive(Subcommand)]
 enum QuotaCmd {
     /// Set a quota: SIZE like 500KB, 20MB, 1GB (powers of 1024), a byte count, or `unlimited`.
     Set {
@@ -186,62 +144,6 @@ enum AliasCmd {
     },
     List {
         domain: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum DomainCmd {
-    Add {
-        domain: String,
-    },
-    /// Delete a domain; with --force also all its mailboxes and their mail.
-    Delete {
-        domain: String,
-        #[arg(long)]
-        force: bool,
-    },
-    List,
-    /// Refuse POP3 logins for every mailbox of the domain.
-    Lock {
-        domain: String,
-    },
-    Unlock {
-        domain: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum MailboxCmd {
-    /// Create a mailbox; the password is read from standard input (first line).
-    Add {
-        address: String,
-        #[arg(long, required = true)]
-        password_stdin: bool,
-    },
-    /// Delete a mailbox and all its mail.
-    Delete {
-        address: String,
-    },
-    /// List mailboxes (of one domain, or all).
-    List {
-        domain: Option<String>,
-    },
-    /// Change a mailbox password; the new password is read from standard input.
-    Passwd {
-        address: String,
-        #[arg(long, required = true)]
-        password_stdin: bool,
-    },
-    /// Refuse POP3 logins (SMTP delivery continues). An alias locks its targets.
-    Lock {
-        address: String,
-    },
-    Unlock {
-        address: String,
-    },
-    /// Break the cluster-wide POP3 session lock held on a mailbox (e.g. by a dead front-end).
-    UnlockSession {
-        address: String,
     },
 }
 
@@ -340,18 +242,6 @@ pub(crate) fn show_size(n: u64) -> String {
     }
 }
 
-fn read_password() -> Result<String, Failure> {
-    let mut input = String::new();
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .map_err(|e| Failure::Usage(format!("cannot read the password from stdin: {e}")))?;
-    let line = input.lines().next().unwrap_or("").to_string();
-    if line.is_empty() {
-        return Err(Failure::Usage("no password on standard input".into()));
-    }
-    Ok(line)
-}
-
 async fn connect(cli: &Cli) -> Result<Client, Failure> {
     let endpoint = Endpoint::from_shared(cli.store.url.clone())
         .map_err(|e| Failure::Usage(format!("--store {}: {e}", cli.store)))?
@@ -417,78 +307,10 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
     }
     let mut c = connect(&cli).await?;
     match cli.command {
-        Command::Domain(DomainCmd::Add { domain }) => {
-            c.add_domain(DomainRequest {
-                domain: domain.clone(),
-            })
-            .await?;
-            println!("domain {domain} added");
-        }
-        Command::Domain(DomainCmd::Delete { domain, force }) => {
-            c.delete_domain(DeleteDomainRequest {
-                domain: domain.clone(),
-                force,
-            })
-            .await?;
-            println!("domain {domain} deleted");
-        }
-        Command::Domain(DomainCmd::List) => {
-            for d in c.list_domains(Empty {}).await?.into_inner().domains {
-                println!("{d}");
-            }
-        }
-        Command::Mailbox(MailboxCmd::Add { address, .. }) => {
-            let password = read_password()?;
-            c.add_mailbox(MailboxRequest {
-                address: address.clone(),
-                password,
-            })
-            .await?;
-            println!("mailbox {address} added");
-        }
-        Command::Mailbox(MailboxCmd::Delete { address }) => {
-            c.delete_mailbox(AddressRequest {
-                address: address.clone(),
-            })
-            .await?;
-            println!("mailbox {address} deleted");
-        }
-        Command::Mailbox(MailboxCmd::List { domain }) => {
-            let req = ListMailboxesRequest {
-                domain: domain.unwrap_or_default(),
-            };
-            for a in c.list_mailboxes(req).await?.into_inner().addresses {
-                println!("{a}");
-            }
-        }
-        Command::Mailbox(MailboxCmd::Passwd { address, .. }) => {
-            let password = read_password()?;
-            c.set_password(MailboxRequest {
-                address: address.clone(),
-                password,
-            })
-            .await?;
-            println!("password of {address} changed");
-        }
-        Command::Domain(DomainCmd::Lock { domain }) => {
-            set_lock(&mut c, domain, true, true).await?;
-        }
-        Command::Domain(DomainCmd::Unlock { domain }) => {
-            set_lock(&mut c, domain, true, false).await?;
-        }
-        Command::Mailbox(MailboxCmd::Lock { address }) => {
-            set_lock(&mut c, address, false, true).await?;
-        }
-        Command::Mailbox(MailboxCmd::Unlock { address }) => {
-            set_lock(&mut c, address, false, false).await?;
-        }
-        Command::Mailbox(MailboxCmd::UnlockSession { address }) => {
-            c.break_session(AddressRequest {
-                address: address.clone(),
-            })
-            .await?;
-            println!("POP3 session lock of {address} broken");
-        }
+        Command::Domain(cmd) => accounts::domain(&mut c, cmd).await?,
+        Command::Mailbox(cmd) => accounts::mailbox(&mut c, cmd).await?,
+        Command::Queue(cmd) => queue::run(&mut c, cmd).await?,
+        Command::Dkim(cmd) => queue::dkim(&mut c, cmd).await?,
         Command::Stat(args) => {
             let req = args.request()?;
             let summary = req.summary_only;
@@ -520,77 +342,7 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
                 .into_inner();
             println!("{} limit={} used={}", r.target, show_size(r.limit), r.used);
         }
-        Command::Config(ConfigCmd::Set { key, value }) => {
-            let s = c
-                .set_config(SetConfigRequest {
-                    key: key.clone(),
-                    value,
-                })
-                .await?
-                .into_inner();
-            println!("{key} set (settings version {})", s.version);
-        }
-        Command::Config(ConfigCmd::Show) => {
-            let s = c.get_config(Empty {}).await?.into_inner();
-            println!(
-                "greeting: {}",
-                if s.greeting.is_empty() {
-                    "(default)"
-                } else {
-                    &s.greeting
-                }
-            );
-            println!(
-                "require-secure-auth: {}",
-                if s.require_secure_auth { "on" } else { "off" }
-            );
-            let level = s.log_level.map_or_else(
-                || "default (each node's RUST_LOG at start-up)".to_string(),
-                |n| match mailroot_common::logging::LogLevel::from_number(n) {
-                    Some(level) => level.to_string(),
-                    None => format!("{n} (out of range)"),
-                },
-            );
-            println!("log-level: {level}");
-            let duration = |ms: Option<u64>, default: &str| {
-                ms.map_or_else(
-                    || format!("{default} (default)"),
-                    |ms| format!("{}s", ms / 1000),
-                )
-            };
-            println!("queue-retry-min: {}", duration(s.queue_retry_min_ms, "5m"));
-            println!("queue-retry-max: {}", duration(s.queue_retry_max_ms, "1h"));
-            println!("queue-lifetime: {}", duration(s.queue_lifetime_ms, "5d"));
-            println!(
-                "queue-delay-warning: {}",
-                duration(s.queue_delay_warning_ms, "4h")
-            );
-            println!(
-                "outbound-limit: {}",
-                s.outbound_limit.map_or_else(
-                    || "200 (default)".to_string(),
-                    |n| if n == 0 {
-                        "unlimited".to_string()
-                    } else {
-                        format!("{n} per user per hour")
-                    }
-                )
-            );
-            let keys: Vec<String> = s
-                .dkim_keys
-                .iter()
-                .map(|k| format!("{}:{}", k.domain, k.selector))
-                .collect();
-            println!(
-                "dkim: {}",
-                if keys.is_empty() {
-                    "(no keys)".to_string()
-                } else {
-                    keys.join(" ")
-                }
-            );
-            println!("version: {}", s.version);
-        }
+        Command::Config(cmd) => config::run(&mut c, cmd).await?,
         Command::Throttle(ThrottleCmd::List { filter }) => {
             let req = ThrottleRequest {
                 filter: filter.unwrap_or_default(),
@@ -643,49 +395,6 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
             println!("{cleared} throttle {noun}{what} cleared");
         }
         Command::Cluster(_) => unreachable!("handled before connecting"),
-        Command::Queue(QueueCmd::List) => {
-            let entries = c.list_queue(Empty {}).await?.into_inner().entries;
-            queue::print_list(&entries);
-        }
-        Command::Queue(QueueCmd::Show { id }) => {
-            let entry = c.show_queue(QueueIdRequest { id }).await?.into_inner();
-            queue::print_entry(&entry);
-        }
-        Command::Queue(QueueCmd::Retry { id }) => {
-            c.retry_queue(QueueIdRequest { id: id.clone() }).await?;
-            println!("queue entry {id} is due now");
-        }
-        Command::Queue(QueueCmd::Delete { id }) => {
-            c.delete_queue(QueueIdRequest { id: id.clone() }).await?;
-            println!("queue entry {id} deleted");
-        }
-        Command::Dkim(DkimCmd::Generate {
-            domain,
-            selector,
-            algorithm,
-        }) => {
-            let r = c
-                .dkim_generate(DkimGenerateRequest {
-                    domain: domain.clone(),
-                    selector,
-                    algorithm,
-                })
-                .await?
-                .into_inner();
-            println!("DKIM key for {domain} made; publish this DNS record:");
-            println!("{} IN TXT \"{}\"", r.name, r.txt);
-        }
-        Command::Dkim(DkimCmd::List) => {
-            let keys = c.dkim_list(Empty {}).await?.into_inner().keys;
-            queue::print_dkim(&keys);
-        }
-        Command::Dkim(DkimCmd::Delete { domain }) => {
-            c.dkim_delete(DomainRequest {
-                domain: domain.clone(),
-            })
-            .await?;
-            println!("DKIM key of {domain} deleted; its mail is no longer signed");
-        }
         Command::Alias(AliasCmd::Add { alias, targets }) => {
             c.add_alias(AliasRequest {
                 alias: alias.clone(),
@@ -710,22 +419,6 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
             }
         }
     }
-    Ok(())
-}
-
-async fn set_lock(
-    c: &mut Client,
-    target: String,
-    domain: bool,
-    locked: bool,
-) -> Result<(), Failure> {
-    c.set_lock(SetLockRequest {
-        target: target.clone(),
-        domain,
-        locked,
-    })
-    .await?;
-    println!("{target} {}", if locked { "locked" } else { "unlocked" });
     Ok(())
 }
 

@@ -4,7 +4,39 @@
 //! `queue list` prints one line per entry with single-word columns (scripts split on
 //! whitespace): ID AGE SIZE ATTEMPTS NEXT CLAIMED-BY FROM RECIPIENTS.
 
-use proto::v1::{DkimInfo, QueueInfo};
+use clap::Subcommand;
+use proto::v1::*;
+
+use crate::{Client, Failure};
+
+#[derive(Subcommand)]
+pub enum QueueCmd {
+    /// Every entry: age, size, attempts, next attempt, claiming node, sender, recipients.
+    List,
+    /// One entry, with each pending recipient's last diagnostic.
+    Show { id: String },
+    /// Attempt the entry now (its deferred recipients are tried at once).
+    Retry { id: String },
+    /// Remove the entry without telling the sender (like Postfix's `postsuper -d`).
+    Delete { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum DkimCmd {
+    /// Make a key for DOMAIN (replacing its key) and print the DNS TXT record to publish at
+    /// SELECTOR._domainkey.DOMAIN. Signing starts at once.
+    Generate {
+        domain: String,
+        selector: String,
+        /// rsa (2048 bits) or ed25519 (RFC 8463; not every verifier knows it yet).
+        #[arg(long, default_value = "rsa")]
+        algorithm: String,
+    },
+    /// Every domain's key and its DNS record.
+    List,
+    /// Stop signing for DOMAIN and forget its key.
+    Delete { domain: String },
+}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -111,6 +143,61 @@ pub fn print_dkim(keys: &[DkimInfo]) {
     }
     let noun = if keys.len() == 1 { "key" } else { "keys" };
     println!("{} DKIM {noun}", keys.len());
+}
+
+pub async fn run(c: &mut Client, cmd: QueueCmd) -> Result<(), Failure> {
+    match cmd {
+        QueueCmd::List => {
+            let entries = c.list_queue(Empty {}).await?.into_inner().entries;
+            print_list(&entries);
+        }
+        QueueCmd::Show { id } => {
+            let entry = c.show_queue(QueueIdRequest { id }).await?.into_inner();
+            print_entry(&entry);
+        }
+        QueueCmd::Retry { id } => {
+            c.retry_queue(QueueIdRequest { id: id.clone() }).await?;
+            println!("queue entry {id} is due now");
+        }
+        QueueCmd::Delete { id } => {
+            c.delete_queue(QueueIdRequest { id: id.clone() }).await?;
+            println!("queue entry {id} deleted");
+        }
+    }
+    Ok(())
+}
+
+pub async fn dkim(c: &mut Client, cmd: DkimCmd) -> Result<(), Failure> {
+    match cmd {
+        DkimCmd::Generate {
+            domain,
+            selector,
+            algorithm,
+        } => {
+            let r = c
+                .dkim_generate(DkimGenerateRequest {
+                    domain: domain.clone(),
+                    selector,
+                    algorithm,
+                })
+                .await?
+                .into_inner();
+            println!("DKIM key for {domain} made; publish this DNS record:");
+            println!("{} IN TXT \"{}\"", r.name, r.txt);
+        }
+        DkimCmd::List => {
+            let keys = c.dkim_list(Empty {}).await?.into_inner().keys;
+            print_dkim(&keys);
+        }
+        DkimCmd::Delete { domain } => {
+            c.dkim_delete(DomainRequest {
+                domain: domain.clone(),
+            })
+            .await?;
+            println!("DKIM key of {domain} deleted; its mail is no longer signed");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -255,7 +255,17 @@ impl Node {
         config.stls = true;
         config.secure = secure;
         config.require_secure_auth = settings.require_secure_auth;
+        config.expire =
+            pop3::Expire::from_retention(settings.retention_ms.map(Duration::from_millis));
+        config.expire_per_user = !settings.domain_retention_ms.is_empty();
+        config.login_delay = settings.login_delay_s.filter(|&s| s > 0);
         config
+    }
+
+    /// RFC 2449 EXPIRE for a logged-in mailbox: its domain's retention, else the cluster's.
+    pub fn pop3_expire(&self, mailbox: &str) -> pop3::Expire {
+        let domain = mailbox.rsplit_once('@').map_or("", |(_, d)| d);
+        pop3::Expire::from_retention(self.settings.borrow().retention_for(domain))
     }
 }
 

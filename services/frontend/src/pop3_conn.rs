@@ -96,6 +96,7 @@ async fn drive(
                     match result {
                         Ok(reply) => {
                             tracing::info!(%peer, mailbox = %reply.mailbox, messages = reply.messages.len(), "POP3 login");
+                            pop.set_expire(node.pop3_expire(&reply.mailbox));
                             let ttl = Duration::from_millis(reply.lease_ttl_ms.max(300));
                             *held = Some(Held {
                                 renewer: spawn_renewer(
@@ -132,12 +133,13 @@ async fn drive(
                     }
                     None => pop.fetch_failed(pop3::FetchError::Gone),
                 },
-                pop3::Action::Commit { delete } => {
-                    let result = match (&held, delete.is_empty()) {
+                pop3::Action::Commit { delete, retrieved } => {
+                    let nothing = delete.is_empty() && retrieved.is_empty();
+                    let result = match (&held, nothing) {
                         (_, true) => Ok(()),
                         (Some(h), false) => replies::commit(
                             node.store
-                                .commit(&h.mailbox, session, h.epoch, &delete)
+                                .commit(&h.mailbox, session, h.epoch, &delete, &retrieved)
                                 .instrument(tracing::info_span!(
                                     "pop3.commit",
                                     deletes = delete.len()

@@ -123,6 +123,7 @@ pub fn auth(result: &Result<proto::v1::OpenMaildropReply, Status>) -> pop3::Auth
             }
             Some(Reason::Locked) => pop3::AuthOutcome::Locked,
             Some(Reason::InUse) => pop3::AuthOutcome::InUse,
+            Some(Reason::LoginDelay) => pop3::AuthOutcome::LoginDelay,
             // Throttled and store trouble: try again later.
             _ => {
                 log_temp("POP3 login", status);

@@ -276,6 +276,7 @@ impl StoreClient {
         session: &Session,
         epoch: u64,
         delete: &[String],
+        retrieved: &[String],
     ) -> Result<u32, Status> {
         self.call("commit_maildrop", |mut c| {
             let req = CommitMaildropRequest {
@@ -283,6 +284,7 @@ impl StoreClient {
                 delete: delete.to_vec(),
                 session_id: session.id.clone(),
                 epoch,
+                retrieved: retrieved.to_vec(),
             };
             async move { c.commit_maildrop(req).await }
         })

@@ -16,6 +16,7 @@ impl Session {
                     .map(|info| Message {
                         info,
                         deleted: false,
+                        retrieved: false,
                     })
                     .collect();
                 self.state = State::Transaction;
@@ -27,6 +28,10 @@ impl Session {
             AuthOutcome::Locked => self.send(Reply::Locked),
             AuthOutcome::InUse => self.send(Reply::InUse),
             AuthOutcome::TempFailure => self.send(Reply::TempFailure),
+            AuthOutcome::LoginDelay => self.send(Reply::LoginDelay),
+        }
+        if self.state != State::Transaction {
+            self.user_expire = None;
         }
     }
 
@@ -88,6 +93,8 @@ impl Session {
     /// The message is complete: the terminating line.
     pub fn fetch_finished(&mut self) {
         let Some(Pending::Fetch {
+            index,
+            top,
             started: true,
             stuffer,
             ..
@@ -97,6 +104,11 @@ impl Session {
         };
         let mut out = Vec::new();
         stuffer.finish(&mut out);
+        if top.is_none()
+            && let Some(m) = self.messages.get_mut(*index)
+        {
+            m.retrieved = true;
+        }
         self.pending = None;
         self.actions.push_back(Action::Send(out));
     }

@@ -38,6 +38,41 @@ pub struct Config {
     /// No password may cross in clear: USER/PASS and AUTH are neither advertised nor
     /// accepted before TLS (the seed's "SPA required").
     pub require_secure_auth: bool,
+    /// RFC 2449 §6.7 EXPIRE before login: the cluster's retention, `per_user` when some
+    /// domains have their own (`EXPIRE n USER`). After login the user's own value applies
+    /// ([`Session::set_expire`]).
+    pub expire: Expire,
+    pub expire_per_user: bool,
+    /// RFC 2449 §6.8 LOGIN-DELAY in seconds (the store enforces it); None: not advertised.
+    pub login_delay: Option<u32>,
+}
+
+/// A retention policy as CAPA shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Expire {
+    /// Retrieved messages are never deleted by the server.
+    #[default]
+    Never,
+    /// Retrieved messages are kept at least this many days after their first retrieval.
+    Days(u64),
+}
+
+impl Expire {
+    /// From a retention period: whole days, rounded up (a retention shorter than a day still
+    /// keeps messages for a part of one; `EXPIRE 0` would tell clients to leave nothing).
+    pub fn from_retention(retention: Option<std::time::Duration>) -> Expire {
+        match retention {
+            None => Expire::Never,
+            Some(d) => Expire::Days(d.as_secs().div_ceil(86_400).max(1)),
+        }
+    }
+
+    fn capability(self) -> String {
+        match self {
+            Expire::Never => "EXPIRE NEVER".into(),
+            Expire::Days(n) => format!("EXPIRE {n}"),
+        }
+    }
 }
 
 impl Default for Config {
@@ -48,6 +83,9 @@ impl Default for Config {
             stls: false,
             secure: false,
             require_secure_auth: false,
+            expire: Expire::Never,
+            expire_per_user: false,
+            login_delay: None,
         }
     }
 }
@@ -68,6 +106,8 @@ pub enum AuthOutcome {
     Locked,
     InUse,
     TempFailure,
+    /// RFC 2449 §8.1.1: logged in too recently.
+    LoginDelay,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,9 +134,14 @@ pub enum Action {
     /// (or [`Session::fetch_failed`]); [`Session::fetch_done`] does all of it for a whole
     /// message.
     Fetch { uidl: String, top: Option<usize> },
-    /// QUIT in the TRANSACTION state (RFC 1939 §6): remove these messages; answer with
-    /// [`Session::commit_done`]. Always emitted then, possibly with an empty list.
-    Commit { delete: Vec<String> },
+    /// QUIT in the TRANSACTION state (RFC 1939 §6): remove the `delete` messages; `retrieved`
+    /// were retrieved whole (RETR) in this session, which starts their retention period
+    /// (RFC 2449 EXPIRE). Answer with [`Session::commit_done`]. Always emitted then, possibly
+    /// with empty lists.
+    Commit {
+        delete: Vec<String>,
+        retrieved: Vec<String>,
+    },
     /// After `+OK Begin TLS negotiation`: flush, handshake, then [`Session::tls_started`].
     StartTls,
     /// Flush what was sent and close the connection.
@@ -114,6 +159,8 @@ enum State {
 enum Pending {
     Auth,
     Fetch {
+        /// Index of the message in the listing.
+        index: usize,
         size: u64,
         top: Option<usize>,
         /// The `+OK` line was sent: from here a failure can only close the connection.
@@ -138,6 +185,8 @@ enum LineMode {
 struct Message {
     info: MessageInfo,
     deleted: bool,
+    /// Sent whole by RETR in this session.
+    retrieved: bool,
 }
 
 pub struct Session {
@@ -151,6 +200,8 @@ pub struct Session {
     pending: Option<Pending>,
     user: Option<String>,
     messages: Vec<Message>,
+    /// The logged-in user's retention (CAPA in the TRANSACTION state).
+    user_expire: Option<Expire>,
     /// Command lines processed (for the driver's metrics).
     commands: u64,
 }
@@ -185,8 +236,15 @@ impl Session {
             pending: None,
             user: None,
             messages: Vec::new(),
+            user_expire: None,
             commands: 0,
         }
+    }
+
+    /// The retention of the user logging in (call before [`Session::auth_done`]): what CAPA
+    /// shows from then on.
+    pub fn set_expire(&mut self, expire: Expire) {
+        self.user_expire = Some(expire);
     }
 
     /// Command lines processed so far (not SASL responses).
@@ -341,16 +399,30 @@ impl Session {
         if !args.is_empty() {
             return self.send(Reply::NoArguments);
         }
-        let mut caps = vec!["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"];
+        let mut caps: Vec<String> = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+            .map(String::from)
+            .into();
+        // RFC 2449 §6.7/§6.8: `USER` only before login, where the value may differ per user.
+        match (self.state, self.user_expire) {
+            (State::Transaction, Some(expire)) => caps.push(expire.capability()),
+            _ if self.config.expire_per_user => {
+                caps.push(format!("{} USER", self.config.expire.capability()))
+            }
+            _ => caps.push(self.config.expire.capability()),
+        }
+        if let Some(delay) = self.config.login_delay {
+            caps.push(format!("LOGIN-DELAY {delay}"));
+        }
         if self.state == State::Authorization {
             if self.config.stls && !self.config.secure {
-                caps.push("STLS");
+                caps.push("STLS".into());
             }
             if self.login_allowed() {
-                caps.push("USER");
-                caps.push("SASL PLAIN");
+                caps.push("USER".into());
+                caps.push("SASL PLAIN".into());
             }
         }
+        let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
         self.send(Reply::Capabilities(&caps));
     }
 
@@ -533,6 +605,7 @@ impl Session {
     fn start_fetch(&mut self, i: usize, top: Option<usize>) {
         let info = &self.messages[i].info;
         self.pending = Some(Pending::Fetch {
+            index: i,
             size: info.size,
             top,
             started: false,
@@ -571,16 +644,19 @@ impl Session {
     fn quit(&mut self) {
         match self.state {
             State::Transaction => {
-                let delete: Vec<String> = self
-                    .messages
-                    .iter()
-                    .filter(|m| m.deleted)
-                    .map(|m| m.info.uidl.clone())
-                    .collect();
+                let uidls = |keep: fn(&Message) -> bool| -> Vec<String> {
+                    (self.messages.iter())
+                        .filter(|m| keep(m))
+                        .map(|m| m.info.uidl.clone())
+                        .collect()
+                };
+                let delete = uidls(|m| m.deleted);
+                // A deleted message's retention does not matter any more.
+                let retrieved = uidls(|m| m.retrieved && !m.deleted);
                 self.pending = Some(Pending::Commit {
                     count: delete.len(),
                 });
-                self.actions.push_back(Action::Commit { delete });
+                self.actions.push_back(Action::Commit { delete, retrieved });
             }
             _ => self.close_with(Reply::Bye),
         }

@@ -1,6 +1,6 @@
 //! Every POP3 reply text, in one place. Response codes in brackets are RFC 2449 §8 /
 //! RFC 3206: `[AUTH]` (credentials or policy), `[IN-USE]` (maildrop locked by another
-//! session), `[SYS/TEMP]` (try again later), `[SYS/PERM]`.
+//! session), `[LOGIN-DELAY]` (RFC 2449 §8.1.1), `[SYS/TEMP]` (try again later), `[SYS/PERM]`.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply<'a> {
@@ -23,6 +23,7 @@ pub enum Reply<'a> {
     Locked,
     InUse,
     TempFailure,
+    LoginDelay,
     ShuttingDown,
     CommitFailed,
     LostLock,
@@ -89,6 +90,9 @@ impl Reply<'_> {
             Reply::Locked => "-ERR [AUTH] mailbox is locked by the administrator".into(),
             Reply::InUse => "-ERR [IN-USE] maildrop is already in use".into(),
             Reply::TempFailure => "-ERR [SYS/TEMP] temporary failure, try again later".into(),
+            Reply::LoginDelay => {
+                "-ERR [LOGIN-DELAY] logged in too recently, try again later".into()
+            }
             // A draining front-end's deadline passed (`Session::shutdown`); nothing committed.
             Reply::ShuttingDown => "-ERR [SYS/TEMP] server shutting down, try again later".into(),
             Reply::CommitFailed => "-ERR [SYS/TEMP] some deleted messages not removed".into(),

@@ -10,6 +10,8 @@ const M2: &[u8] = b"Subject: two\r\nX: y\r\n\r\nl1\r\nl2\r\nl3\r\n";
 struct Transcript {
     output: Vec<u8>,
     commits: Vec<Vec<String>>,
+    /// The `retrieved` list of each commit.
+    retrieved: Vec<Vec<String>>,
     closed: bool,
     tls: usize,
 }
@@ -44,8 +46,9 @@ fn drive(s: &mut Session, t: &mut Transcript, commit_result: &Result<(), CommitE
                 "u2" => Ok(M2.to_vec()),
                 _ => Err(FetchError::Gone),
             }),
-            Action::Commit { delete } => {
+            Action::Commit { delete, retrieved } => {
                 t.commits.push(delete);
+                t.retrieved.push(retrieved);
                 s.commit_done(commit_result.clone());
             }
             Action::StartTls => {
@@ -107,6 +110,8 @@ fn same_output_whatever_the_chunking() {
         assert_eq!(whole, random);
     }
     assert_eq!(whole.commits, vec![vec!["u2".to_string()]]);
+    // RETR 1 counts as retrieved, TOP 2 does not (and 2 is deleted anyway).
+    assert_eq!(whole.retrieved, vec![vec!["u1".to_string()]]);
     assert!(whole.closed);
 }
 
@@ -115,7 +120,7 @@ fn full_session_replies() {
     let t = run(FULL_SESSION);
     let expected = format!(
         "+OK POP3 server ready\r\n\
-         +OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nUSER\r\nSASL PLAIN\r\n.\r\n\
+         +OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nEXPIRE NEVER\r\nUSER\r\nSASL PLAIN\r\n.\r\n\
          +OK send PASS\r\n\
          +OK maildrop locked and ready, 2 messages ({total} octets)\r\n\
          +OK 2 {total}\r\n\
@@ -461,4 +466,69 @@ fn command_lines_are_counted_for_the_drivers_metrics() {
     s.feed(b"QUIT\r\n");
     drive(&mut s, &mut t, &Ok(()));
     assert_eq!(s.commands(), 6);
+}
+
+/// RFC 2449 §6.7/§6.8: EXPIRE (with USER before login when domains differ, the user's own
+/// value after), LOGIN-DELAY, and the `[LOGIN-DELAY]` response code.
+#[test]
+fn expire_and_login_delay_capabilities() {
+    let capa = |s: &mut Session| -> String {
+        s.feed(b"CAPA\r\n");
+        let mut out = Vec::new();
+        while let Some(a) = s.poll() {
+            if let Action::Send(b) = a {
+                out.extend(b);
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    let config = Config {
+        expire: pop3::Expire::from_retention(Some(std::time::Duration::from_secs(30 * 86_400))),
+        expire_per_user: true,
+        login_delay: Some(900),
+        ..Config::default()
+    };
+    let mut s = Session::new(config);
+    let before = capa(&mut s);
+    assert!(before.contains("\r\nEXPIRE 30 USER\r\n"), "{before}");
+    assert!(before.contains("\r\nLOGIN-DELAY 900\r\n"), "{before}");
+    s.feed(b"USER alice\r\nPASS pw\r\n");
+    let mut out = Vec::new();
+    while let Some(a) = s.poll() {
+        match a {
+            Action::Send(b) => out.extend(b),
+            Action::Authenticate { .. } => {
+                s.set_expire(pop3::Expire::Days(2));
+                s.auth_done(AuthOutcome::Ok { messages: vec![] });
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let after = capa(&mut s);
+    assert!(after.contains("\r\nEXPIRE 2\r\n"), "{after}");
+    assert!(!after.contains("USER"), "{after}");
+
+    // A short retention still says a day, never 0 (which means "leave nothing").
+    assert_eq!(
+        pop3::Expire::from_retention(Some(std::time::Duration::from_secs(2))),
+        pop3::Expire::Days(1)
+    );
+    assert_eq!(pop3::Expire::from_retention(None), pop3::Expire::Never);
+
+    let mut s = Session::new(Config::default());
+    assert!(capa(&mut s).contains("\r\nEXPIRE NEVER\r\n"));
+    s.feed(b"USER alice\r\nPASS pw\r\n");
+    let mut out = Vec::new();
+    while let Some(a) = s.poll() {
+        match a {
+            Action::Send(b) => out.extend(b),
+            Action::Authenticate { .. } => s.auth_done(AuthOutcome::LoginDelay),
+            other => panic!("{other:?}"),
+        }
+    }
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.ends_with("-ERR [LOGIN-DELAY] logged in too recently, try again later\r\n"),
+        "{text}"
+    );
 }

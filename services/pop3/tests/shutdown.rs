@@ -18,7 +18,7 @@ fn run(s: &mut Session, input: &[u8]) -> (String, Vec<Vec<String>>, bool) {
                     })
                     .to_vec(),
             }),
-            Action::Commit { delete } => commits.push(delete),
+            Action::Commit { delete, .. } => commits.push(delete),
             Action::Close => closed = true,
             other => panic!("unexpected {other:?}"),
         }

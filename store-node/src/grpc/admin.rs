@@ -249,8 +249,16 @@ impl Admin for AdminService {
 
     async fn set_config(&self, req: Request<SetConfigRequest>) -> Reply<Settings> {
         let req = req.into_inner();
-        let settings = self.store.get()?.set_config(&req.key, &req.value).await?;
-        tracing::info!(key = %req.key, version = settings.version, "setting changed");
+        let store = self.store.get()?;
+        let settings = match req.domain.as_str() {
+            "" => store.set_config(&req.key, &req.value).await?,
+            domain => {
+                store
+                    .set_domain_config(domain, &req.key, &req.value)
+                    .await?
+            }
+        };
+        tracing::info!(key = %req.key, domain = %req.domain, version = settings.version, "setting changed");
         Ok(Response::new(without_private_keys(settings)))
     }
 

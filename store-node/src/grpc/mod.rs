@@ -319,7 +319,7 @@ impl StoreRpc for StoreService {
             let deleted = self
                 .store
                 .get()?
-                .commit(&req.mailbox, req.epoch, &req.delete)
+                .commit(&req.mailbox, req.epoch, &req.delete, &req.retrieved)
                 .await?;
             Ok(Response::new(CommitMaildropReply { deleted }))
         }

@@ -80,6 +80,10 @@ impl Store {
             .await?;
         self.state().domains.remove(&name);
         self.inner.settings.directory_changed();
+        self.inner
+            .settings
+            .forget_domain(&self.inner.objects, &name)
+            .await?;
         Ok(())
     }
 
@@ -112,6 +116,7 @@ impl Store {
             used: 0,
             reserved: 0,
             warned: false,
+            retrieved: HashMap::new(),
         };
         self.write_mailbox(&addr, &mailbox).await?;
         self.state().mailboxes.insert(addr.clone(), mailbox);
@@ -202,6 +207,7 @@ impl Store {
         let removed = {
             let mut state = self.state();
             state.leases.remove(addr);
+            state.last_login.remove(addr);
             let removed = state.mailboxes.remove(addr);
             if let (Some(mb), Some(dom)) = (&removed, state.domains.get_mut(&addr.domain)) {
                 dom.used -= mb.used;
@@ -215,6 +221,11 @@ impl Store {
                 .map(|uidl| objects::message_path(addr, uidl))
                 .collect();
             self.inner.objects.delete_many(&paths).await?;
+            // The retrieval record last: without messages it names nothing (`retention.rs`).
+            self.inner
+                .objects
+                .delete(&super::retention::record_path_in(&addr.domain, &addr.local))
+                .await?;
         }
         Ok(())
     }

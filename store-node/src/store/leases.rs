@@ -240,6 +240,21 @@ pub(super) struct Committing {
     addr: Address,
 }
 
+impl Committing {
+    /// Marks nothing itself: the caller inserted `addr` into `committing` under the state
+    /// lock, after checking that no session holds it (`retention.rs`).
+    pub(super) fn new(inner: &Arc<Inner>, addr: Address) -> Committing {
+        Committing {
+            inner: inner.clone(),
+            addr,
+        }
+    }
+
+    pub(super) fn addr(&self) -> &Address {
+        &self.addr
+    }
+}
+
 impl Drop for Committing {
     fn drop(&mut self) {
         lock_state(&self.inner).committing.remove(&self.addr);

@@ -21,11 +21,21 @@ impl Store {
         }
         let addr = self.check_credentials(user, password, client_ip).await?;
         let epoch = self.next_epoch().await?;
-        let mut state = self.state();
-        if state.is_locked(&addr) {
-            return Err(StoreError::Locked(addr.to_string()));
+        {
+            let mut state = self.state();
+            if state.is_locked(&addr) {
+                return Err(StoreError::Locked(addr.to_string()));
+            }
+            self.check_login_delay(&state, &addr)?;
+            state.grant(&addr, session, node, epoch, self.inner.lease_ttl)?;
+            state.last_login.insert(addr.clone(), Instant::now());
         }
-        state.grant(&addr, session, node, epoch, self.inner.lease_ttl)?;
+        // Retention, under the new lease and before the listing (`retention.rs`).
+        if let Err(e) = self.expire_at_login(&addr).await {
+            let _ = self.close(&addr.to_string(), epoch);
+            return Err(e);
+        }
+        let state = self.state();
         let messages = state
             .mailboxes
             .get(&addr)
@@ -85,8 +95,15 @@ impl Store {
     /// POP3 UPDATE state (RFC 1939 §6): removes the given messages durably, if the lease
     /// granted under `epoch` is still the maildrop's (fencing, atomic with the deletes: see
     /// `leases.rs`). Unknown UIDLs (already removed) are skipped, so a retried commit is
-    /// harmless.
-    pub async fn commit(&self, mailbox: &str, epoch: u64, delete: &[String]) -> Result<u32> {
+    /// harmless. `retrieved`: the messages the session retrieved whole, whose retention period
+    /// starts now (`retention.rs`), recorded inside the same fence.
+    pub async fn commit(
+        &self,
+        mailbox: &str,
+        epoch: u64,
+        delete: &[String],
+        retrieved: &[String],
+    ) -> Result<u32> {
         let addr = Address::parse(mailbox)?;
         let _committing = self.begin_commit(&addr, epoch)?;
         let present: Vec<&String> = {
@@ -104,10 +121,13 @@ impl Store {
             .collect();
         // One directory sync for all of them.
         self.inner.objects.delete_many(&paths).await?;
-        let mut state = self.state();
-        for uidl in &present {
-            state.remove_message(&addr, uidl);
+        {
+            let mut state = self.state();
+            for uidl in &present {
+                state.remove_message(&addr, uidl);
+            }
         }
+        self.record_retrieved(&addr, retrieved).await?;
         Ok(present.len() as u32)
     }
 }

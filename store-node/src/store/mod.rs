@@ -34,6 +34,7 @@
 //! - `notices.rs`      — DSNs (RFC 3464) made by the store, delivered or queued durably.
 //! - `outbound.rs`     — the outbound rate limit per submitting user.
 //! - `dkim.rs`         — DKIM keys: generation, storage, the push to front-ends.
+//! - `retention.rs`    — retrieved messages expire (RFC 2449 EXPIRE), POP3 LOGIN-DELAY.
 //!
 //! The in-memory lock is a `std::sync::Mutex` that is never held across an `.await`.
 //! Administrative mutations are serialised by `admin` (a tokio mutex) so that check-then-write
@@ -64,11 +65,12 @@ mod outbound;
 pub mod queue;
 mod recovery;
 mod reservations;
+mod retention;
 mod stats;
 
 pub use delivery::{Delivery, RecipientParams};
 pub use dkim::{DkimAlgorithm, DkimInfo};
-use leases::{Epochs, Lease};
+use leases::{Committing, Epochs, Lease};
 use reservations::QuotaCheck;
 pub use stats::{ClusterStat, DomainStat, StatReport, StatScope};
 
@@ -120,6 +122,9 @@ struct Mailbox {
     reserved: u64,
     /// A quota warning was delivered and usage has not dropped below the threshold since.
     warned: bool,
+    /// UIDL -> when a POP3 session first retrieved it (Unix ms), durable in
+    /// `retrieved.json` (`retention.rs`).
+    retrieved: HashMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -130,6 +135,9 @@ struct State {
     leases: HashMap<Address, Lease>,
     /// Maildrops whose POP3 deletions are being made durable (`leases.rs`).
     committing: HashSet<Address>,
+    /// When each maildrop was last opened, for LOGIN-DELAY (`retention.rs`; in memory only:
+    /// a store restart forgets it, in the user's favour).
+    last_login: HashMap<Address, Instant>,
 }
 
 /// How an address given at RCPT time resolves.
@@ -297,7 +305,26 @@ impl Store {
     pub async fn set_config(&self, key: &str, value: &str) -> Result<proto::v1::Settings> {
         self.inner
             .settings
-            .set(&self.inner.objects, key, value)
+            .set(&self.inner.objects, key, value, None)
+            .await
+    }
+
+    /// `mailrootctl config set KEY VALUE --domain DOMAIN`: a hosted domain's own value
+    /// (retention). Under the admin lock, so the domain cannot be deleted meanwhile.
+    pub async fn set_domain_config(
+        &self,
+        domain: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<proto::v1::Settings> {
+        let name = names::domain(domain)?;
+        let _admin = self.inner.admin.lock().await;
+        if !self.state().domains.contains_key(&name) {
+            return Err(StoreError::UnknownDomain(name));
+        }
+        self.inner
+            .settings
+            .set(&self.inner.objects, key, value, Some(&name))
             .await
     }
 

@@ -8,6 +8,8 @@ use futures::StreamExt;
 
 use crate::objects;
 
+use super::retention;
+
 /// Mailboxes read at the same time during start-up.
 const LOAD_PARALLELISM: usize = 16;
 
@@ -66,13 +68,17 @@ impl Store {
                         Err(e) => return Err(e),
                     };
                     let messages = objects.list_messages(&domain, &local).await?;
-                    Ok::<_, StoreError>((domain, local, record, messages))
+                    let retrieved = match &record {
+                        Some(_) => retention::load(&objects, &domain, &local).await?,
+                        None => Default::default(),
+                    };
+                    Ok::<_, StoreError>((domain, local, record, messages, retrieved))
                 }
             })
             .buffer_unordered(LOAD_PARALLELISM)
             .boxed();
         while let Some(load) = loads.next().await {
-            let (domain, local, record, mut messages) = load?;
+            let (domain, local, record, mut messages, retrieved) = load?;
             let Some(record) = record else {
                 // A crash in the middle of `mailbox delete`: the metadata went first.
                 if !messages.is_empty() {
@@ -83,13 +89,16 @@ impl Store {
                         .collect();
                     objects.delete_many(&orphans).await?;
                 }
+                objects
+                    .delete(&retention::record_path_in(&domain, &local))
+                    .await?;
                 continue;
             };
             let addr = Address::parse(&record.address)?;
             // UIDLs are UUIDv7 strings: sorted, they are arrival order, and a sorted run
             // builds the map in one pass.
             messages.sort_unstable();
-            state.load_mailbox(addr, record, messages);
+            state.load_mailbox(addr, record, messages, retrieved);
         }
         drop(loads);
         tracing::info!(
@@ -133,6 +142,7 @@ impl Store {
         };
         store.publish_dkim();
         store.spawn_queue_sweeper();
+        store.spawn_retention_sweeper();
         Ok(store)
     }
 }
@@ -152,7 +162,13 @@ impl State {
     /// One mailbox as found at start-up, with its messages sorted by UIDL. A mailbox already
     /// over the warning threshold counts as warned: it was warned before the restart (or is
     /// past the point where a warning would be news).
-    fn load_mailbox(&mut self, addr: Address, record: MailboxRecord, messages: Vec<(String, u64)>) {
+    fn load_mailbox(
+        &mut self,
+        addr: Address,
+        record: MailboxRecord,
+        messages: Vec<(String, u64)>,
+        retrieved: std::collections::BTreeMap<String, u64>,
+    ) {
         let used: u64 = messages.iter().map(|(_, size)| size).sum();
         let warned = record
             .quota
@@ -160,13 +176,15 @@ impl State {
         if let Some(dom) = self.domains.get_mut(&addr.domain) {
             dom.used += used;
         }
+        let messages: BTreeMap<String, u64> = messages.into_iter().collect();
         self.mailboxes.insert(
             addr,
             Mailbox {
                 password_hash: record.password_hash,
                 quota: record.quota,
                 locked: record.locked,
-                messages: messages.into_iter().collect(),
+                retrieved: retention::prune(retrieved, &messages),
+                messages,
                 used,
                 reserved: 0,
                 warned,

@@ -163,6 +163,7 @@ impl State {
             return;
         };
         if let Some(size) = mb.messages.remove(uidl) {
+            mb.retrieved.remove(uidl);
             mb.used -= size;
             if let Some(dom) = self.domains.get_mut(&addr.domain) {
                 dom.used -= size;
