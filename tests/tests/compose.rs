@@ -458,6 +458,52 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
     let err = String::from_utf8_lossy(&out.stderr);
     eprintln!("a client certificate from another CA: {}", err.trim());
     assert_eq!(out.status.code(), Some(3), "{err}");
+    // The same from inside the cluster network, next to the store (a front-end container):
+    // plaintext, and another cluster's CA and admin certificate, are refused at the link.
+    let inside = &frontends[0];
+    docker(&[
+        "cp",
+        &format!("{}/.", o.display()),
+        &format!("{inside}:/tmp/other"),
+    ]);
+    for (what, tls) in [
+        ("plaintext", vec!["--store=http://store:7070"]),
+        (
+            "another cluster's certificates",
+            vec![
+                "--store=https://store:7070",
+                "--cluster-ca=/tmp/other/ca.pem",
+                "--cluster-cert=/tmp/other/admin.pem",
+                "--cluster-key=/tmp/other/admin-key.pem",
+            ],
+        ),
+        (
+            "another CA's client certificate",
+            vec![
+                "--store=https://store:7070",
+                "--cluster-ca=/secrets/ca.pem",
+                "--cluster-cert=/tmp/other/admin.pem",
+                "--cluster-key=/tmp/other/admin-key.pem",
+            ],
+        ),
+    ] {
+        let out = Command::new("docker")
+            .args([
+                "exec",
+                "-u",
+                "0",
+                inside,
+                "/mailrootctl",
+                "--admin-token=guess",
+            ])
+            .args(&tls)
+            .args(["domain", "list"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!("inside the network, {what}: {}", err.trim());
+        assert_eq!(out.status.code(), Some(3), "{what}: {err}");
+    }
     let logs = c.run(&["logs", "--no-color", "store"]);
     assert!(
         !logs.contains("INSECURE"),
@@ -760,4 +806,53 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
     assert_eq!(retrieve().len(), 300 + admitted);
     let banner = SmtpClient::connect(c.smtp).unwrap().banner;
     assert!(banner.contains("Compose cluster"), "{banner}");
+}
+
+/// Without any MAILROOT_*_PORT, the load balancer publishes the standard mail ports (the
+/// cluster test overrides every one of them, so it cannot show the defaults).
+#[test]
+fn compose_publishes_the_standard_mail_ports_by_default() {
+    if !docker_available() {
+        return;
+    }
+    let mut cmd = Command::new("docker-compose");
+    cmd.current_dir(repo())
+        .args(["-f", "docker-compose.yml", "config"]);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MAILROOT_") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `published: 25` then `target: 2525` (compose v1 renders long syntax).
+    let published: Vec<(String, String)> = text
+        .lines()
+        .zip(text.lines().skip(1))
+        .filter_map(|(a, b)| {
+            let p = a.trim().strip_prefix("- published: ")?;
+            let t = b.trim().strip_prefix("target: ")?;
+            Some((
+                p.trim_matches('"').to_string(),
+                t.trim_matches('"').to_string(),
+            ))
+        })
+        .collect();
+    for (port, target) in [
+        ("25", "2525"),
+        ("587", "1587"),
+        ("465", "1465"),
+        ("110", "1110"),
+        ("995", "1995"),
+    ] {
+        assert!(
+            published.contains(&(port.to_string(), target.to_string())),
+            "port {port} -> {target} not published by default: {published:?}"
+        );
+    }
 }
