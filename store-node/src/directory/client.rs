@@ -127,26 +127,41 @@ async fn search(
 ) -> Result<Option<DirEntry>> {
     let filter = filter::lookup(config, address);
     let attrs = ["mail", config.alias_attr.as_str(), "userAccountControl"];
-    let (entries, result) = ldap
+    let (entries, _) = ldap
         .with_timeout(OPERATION_TIMEOUT)
         .search(&config.base, Scope::Subtree, &filter, attrs.to_vec())
         .await
         .map_err(|e| unavailable(format!("{}: search: {e}", config.url)))?
         .non_error()
         .map_err(|e| unavailable(format!("{}: search: {e}", config.url)))?;
-    let _ = result;
     let entries: Vec<SearchEntry> = entries.into_iter().map(SearchEntry::construct).collect();
-    match entries.len() {
-        0 => Ok(None),
-        1 => {
-            let entry = entries.into_iter().next().expect("one entry");
-            Ok(dir_entry(config, domain, address, entry))
-        }
+    let entry = match entries.len() {
+        0 => return Ok(None),
+        1 => entries.into_iter().next().expect("one entry"),
         n => {
             tracing::warn!(%address, entries = n, base = %config.base, "directory filter matches several entries: treated as no such user");
-            Ok(None)
+            return Ok(None);
         }
+    };
+    if disabled(ldap, config, &entry.dn).await? {
+        tracing::info!(%address, dn = %entry.dn, "directory account disabled (disabled filter)");
+        return Ok(None);
     }
+    Ok(dir_entry(config, domain, address, entry))
+}
+
+/// Whether the entry matches the disabled filter: a base search on the entry itself, so that
+/// a filter the server cannot evaluate (an attribute it does not know: Undefined) disables
+/// nobody instead of hiding everybody.
+async fn disabled(ldap: &mut ldap3::Ldap, config: &DirectoryConfig, dn: &str) -> Result<bool> {
+    let (entries, _) = ldap
+        .with_timeout(OPERATION_TIMEOUT)
+        .search(dn, Scope::Base, &config.disabled_filter, vec!["1.1"])
+        .await
+        .map_err(|e| unavailable(format!("{}: search: {e}", config.url)))?
+        .non_error()
+        .map_err(|e| unavailable(format!("{}: search: {e}", config.url)))?;
+    Ok(!entries.is_empty())
 }
 
 fn attr<'a>(entry: &'a SearchEntry, name: &str) -> &'a [String] {

@@ -42,7 +42,9 @@ fn prefixed(attr: &str) -> bool {
 }
 
 /// The search for the one entry an address names: the user filter, or the address among the
-/// entry's aliases; never a disabled entry.
+/// entry's aliases. Whether the entry is disabled is a search of its own (`client.rs`): a
+/// disabled filter naming an attribute the server does not know is Undefined (RFC 4511
+/// §4.5.1.7), and `(!Undefined)` would hide every user, where it should disable none.
 pub fn lookup(config: &DirectoryConfig, address: &str) -> String {
     let prefix = if prefixed(&config.alias_attr) {
         "smtp:"
@@ -50,11 +52,10 @@ pub fn lookup(config: &DirectoryConfig, address: &str) -> String {
         ""
     };
     format!(
-        "(&(|{user}({attr}={prefix}{escaped}))(!{disabled}))",
+        "(|{user}({attr}={prefix}{escaped}))",
         user = expand(&config.filter, address),
         attr = config.alias_attr,
         escaped = ldap3::ldap_escape(address),
-        disabled = config.disabled_filter,
     )
 }
 
@@ -91,7 +92,7 @@ mod tests {
     }
 
     #[test]
-    fn the_lookup_filter_excludes_disabled_entries() {
+    fn the_lookup_filter_finds_users_and_aliases() {
         let mut c = DirectoryConfig {
             url: "ldaps://h".into(),
             bind_dn: "cn=s".into(),
@@ -106,7 +107,7 @@ mod tests {
         };
         assert_eq!(
             lookup(&c, "a@x.org"),
-            "(&(|(mail=a@x.org)(mailAlternateAddress=a@x.org))(!(nsAccountLock=TRUE)))"
+            "(|(mail=a@x.org)(mailAlternateAddress=a@x.org))"
         );
         assert!(ldap3::parse_filter(lookup(&c, "a*)@x.org")).is_ok());
         c.alias_attr = "proxyAddresses".into();
