@@ -135,7 +135,7 @@ impl Store {
             if state.mailboxes.contains_key(addr) {
                 return Ok(());
             }
-            if !(state.domains.get(&addr.domain)).is_some_and(|d| d.directory.is_some()) {
+            if (state.domains.get(&addr.domain)).is_none_or(|d| d.directory.is_none()) {
                 return Err(StoreError::UnknownMailbox(addr.to_string()));
             }
         }
