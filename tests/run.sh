@@ -22,6 +22,10 @@ fi
 # Postfix (tests/load.sh is tested against a running cluster).
 ./tests/install-load-tools.sh
 
+# OpenLDAP's slapd and ldap-utils for the directory (LDAP) authentication test; installed
+# without starting slapd or configuring a directory (the test runs its own).
+./tests/install-slapd.sh
+
 # A real S3-compatible server for the store's S3 backend tests.
 if ! command -v s3s-fs >/dev/null 2>&1; then
     echo "==> installing s3s-fs"

@@ -62,10 +62,13 @@ pub enum Reason {
     UnknownQueueEntry,
     /// RFC 2449 LOGIN-DELAY: the maildrop was opened too recently; try again later.
     LoginDelay,
+    /// The domain's directory (LDAP) did not answer or failed: try again later (SMTP RCPT
+    /// 451 4.4.3, AUTH 454 4.7.0, POP3 -ERR [SYS/TEMP]); never "no such user".
+    DirectoryUnavailable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 24] = [
         Reason::UnknownDomain,
         Reason::DomainExists,
         Reason::DomainNotEmpty,
@@ -89,6 +92,7 @@ impl Reason {
         Reason::RateLimited,
         Reason::UnknownQueueEntry,
         Reason::LoginDelay,
+        Reason::DirectoryUnavailable,
     ];
 
     /// The header value.
@@ -117,6 +121,7 @@ impl Reason {
             Reason::RateLimited => "rate-limited",
             Reason::UnknownQueueEntry => "unknown-queue-entry",
             Reason::LoginDelay => "login-delay",
+            Reason::DirectoryUnavailable => "directory-unavailable",
         }
     }
 

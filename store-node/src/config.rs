@@ -8,6 +8,7 @@ pub const DEFAULT_DATA: &str = "./mailroot-data";
 pub const DEFAULT_LEASE_TTL_SECS: f64 = 30.0;
 pub const DEFAULT_LOGIN_DELAY_MS: u64 = 250;
 pub const DEFAULT_AUTH_CACHE_TTL_SECS: u64 = 3600;
+pub const DEFAULT_DIRECTORY_CACHE_TTL_SECS: u64 = 60;
 /// How long an outbound queue claim lives without renewal (workers renew well before).
 pub const DEFAULT_QUEUE_CLAIM_TTL_SECS: f64 = 60.0;
 /// The outbound limit counts messages per user over this many seconds.
@@ -39,6 +40,10 @@ pub struct StoreConfig {
     /// store-node/src/auth.rs), so that a returning user's login costs no Argon2id. 0: off.
     #[arg(long, env = "MAILROOT_AUTH_CACHE_TTL", default_value_t = DEFAULT_AUTH_CACHE_TTL_SECS)]
     pub auth_cache_ttl: u64,
+    /// Seconds what a domain's directory (LDAP) said is remembered: entries found for an
+    /// address and verified logins (keyed MAC; see store-node/src/directory/cache.rs). 0: off.
+    #[arg(long, env = "MAILROOT_DIRECTORY_CACHE_TTL", default_value_t = DEFAULT_DIRECTORY_CACHE_TTL_SECS)]
+    pub directory_cache_ttl: u64,
     /// Seconds an outbound queue claim lives without renewal: a dead front-end's deliveries
     /// in progress are handed to another worker after this long.
     #[arg(long, env = "MAILROOT_QUEUE_CLAIM_TTL", default_value_t = DEFAULT_QUEUE_CLAIM_TTL_SECS)]

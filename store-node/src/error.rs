@@ -62,6 +62,10 @@ pub enum StoreError {
     /// RFC 2449 LOGIN-DELAY: the maildrop was opened less than the login delay ago.
     #[error("{mailbox} was opened less than {delay_s} seconds ago; try again later")]
     LoginDelay { mailbox: String, delay_s: u32 },
+    /// The domain's directory (LDAP) gave no answer: unreachable, timed out, TLS or the
+    /// service bind failed (`directory/client.rs`). Never a "no such user".
+    #[error("directory unavailable: {0}")]
+    DirectoryUnavailable(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -95,6 +99,7 @@ impl StoreError {
             StoreError::RateLimited { .. } => Reason::RateLimited,
             StoreError::UnknownQueueEntry(_) => Reason::UnknownQueueEntry,
             StoreError::LoginDelay { .. } => Reason::LoginDelay,
+            StoreError::DirectoryUnavailable(_) => Reason::DirectoryUnavailable,
         }
     }
 
@@ -129,6 +134,9 @@ impl StoreError {
             StoreError::RateLimited { .. } => Code::FailedPrecondition,
             // Not to be retried by the front-end: the client tries again after the delay.
             StoreError::LoginDelay { .. } => Code::FailedPrecondition,
+            // Temporary for the client (451 4.4.3, 454 4.7.0, [SYS/TEMP]); the store already
+            // waited out its own timeouts, so the front-end must not retry the call.
+            StoreError::DirectoryUnavailable(_) => Code::FailedPrecondition,
         }
     }
 }
@@ -144,6 +152,9 @@ impl From<StoreError> for Status {
                 | StoreError::Internal(_)
         ) {
             tracing::error!(error = %err, "store operation failed");
+        }
+        if let StoreError::DirectoryUnavailable(why) = &err {
+            tracing::warn!(error = %why, "directory unavailable: answering try-later");
         }
         let mut status = Status::new(err.code(), err.to_string());
         err.reason().attach(&mut status);

@@ -9,6 +9,8 @@
 //! - `faults.rs`   — fault injection around the object store (tests only).
 //! - `password.rs` — Argon2id hashing keyed with the cluster auth GUID.
 //! - `auth.rs`     — bounded Argon2id work and the cache of verified credentials.
+//! - `directory/`  — directory (LDAP) authentication for domains bound to AD or OpenLDAP:
+//!   the LDAP conversation and the short cache of its answers.
 //! - `store/`      — the in-memory index over the objects and every store operation, one
 //!   module per responsibility (see `store/mod.rs`).
 //! - `settings.rs` — cluster-wide settings (greeting, require-secure-auth, log level, the
@@ -25,6 +27,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod directory;
 pub mod error;
 pub mod faults;
 pub mod group_commit;
@@ -94,6 +97,7 @@ pub async fn run(
             lease_ttl: config.lease_ttl(),
             login_delay: std::time::Duration::from_millis(config.login_delay_ms),
             auth_cache_ttl: std::time::Duration::from_secs(config.auth_cache_ttl),
+            directory_cache_ttl: std::time::Duration::from_secs(config.directory_cache_ttl),
             queue_claim_ttl: std::time::Duration::from_secs_f64(config.queue_claim_ttl),
             outbound_limit_window: std::time::Duration::from_secs(config.outbound_limit_window),
         };

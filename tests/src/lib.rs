@@ -10,6 +10,7 @@
 pub mod clients;
 pub mod http;
 pub mod remote;
+pub mod slapd;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;

@@ -10,6 +10,9 @@
 //! deleted meanwhile gets its 5xx or DSN there). Answers that depend on quota use (RCPT with
 //! `SIZE=`) are never cached. While the settings stream is down, changes could be missed, so
 //! the cache is not used at all then (every RCPT asks the store, and gets 451 if it is away).
+//! Answers for domains bound to a directory (LDAP) come with `no_cache`: the directory
+//! changes without the store's version moving, so they are never kept here (the store keeps
+//! them briefly itself, `store-node/src/directory/cache.rs`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -61,6 +64,7 @@ mod tests {
         let reply = CheckRecipientReply {
             status: 1,
             mailboxes: vec!["a@x.test".into()],
+            no_cache: false,
         };
         c.put("A@x.test", 7, &reply);
         assert_eq!(c.get("a@X.TEST", 7), Some(reply));

@@ -31,11 +31,16 @@ pub fn rcpt(result: Result<CheckRecipientReply, Status>, authenticated: bool) ->
         },
         Err(status) => {
             log_temp("RCPT", &status);
-            smtp::RcptVerdict::TempFailure
+            match reason(&status) {
+                Some(Reason::DirectoryUnavailable) => smtp::RcptVerdict::DirectoryUnavailable,
+                _ => smtp::RcptVerdict::TempFailure,
+            }
         }
     }
 }
 
+/// RFC 4954 §6: a directory that does not answer is "454 4.7.0" (temporary), like any other
+/// trouble that is not the client's credentials.
 pub fn smtp_auth(result: Result<proto::v1::AuthenticateReply, Status>) -> smtp::AuthVerdict {
     match result {
         Ok(reply) => smtp::AuthVerdict::Ok {

@@ -174,6 +174,9 @@ pub enum RcptVerdict {
     /// limit in RFC 3463; X.3.4 is the system-wide size limit).
     TooBig,
     TempFailure,
+    /// The domain's directory (LDAP) did not answer: "451 4.4.3" (RFC 3463 X.4.3, directory
+    /// server failure), never "no such user".
+    DirectoryUnavailable,
     /// Refused by policy: "550 5.7.1 <addr>: text" (e.g. no outbound delivery yet).
     Refused(String),
 }

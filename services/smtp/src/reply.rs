@@ -85,6 +85,8 @@ pub(crate) enum Reply {
         address: String,
     },
     TempFailure,
+    /// The recipient's directory (LDAP) did not answer (RFC 3463 X.4.3).
+    DirectoryUnavailable,
     /// The sender's outbound messages per hour are used up.
     RateLimited,
     /// The node has no memory left for more message data in flight (RFC 3463 X.3.1).
@@ -217,6 +219,9 @@ impl Reply {
                 clean(address)
             ),
             Reply::TempFailure => "451 4.3.0 temporary failure, try again later".into(),
+            Reply::DirectoryUnavailable => {
+                "451 4.4.3 directory server unavailable, try again later".into()
+            }
             // RFC 3463 X.7.1: delivery not authorized (here: for now), try later.
             Reply::RateLimited => {
                 "451 4.7.1 too many messages to other domains this hour, try again later".into()
@@ -285,6 +290,15 @@ mod tests {
             id: "é".repeat(10_000),
         };
         assert!(r.to_bytes().len() < 512 * 2);
+    }
+
+    #[test]
+    fn an_unavailable_directory_is_a_temporary_directory_failure() {
+        // RFC 3463 X.4.3: directory server failure; never 550 "no such user".
+        assert_eq!(
+            Reply::DirectoryUnavailable.to_bytes(),
+            b"451 4.4.3 directory server unavailable, try again later\r\n"
+        );
     }
 
     #[test]

@@ -240,6 +240,7 @@ impl Session {
             RcptVerdict::MailboxFull => Reply::RcptMailboxFull { address },
             RcptVerdict::TooBig => Reply::RcptTooBig { address },
             RcptVerdict::TempFailure => Reply::TempFailure,
+            RcptVerdict::DirectoryUnavailable => Reply::DirectoryUnavailable,
             RcptVerdict::Refused(text) => Reply::RcptRefused { address, text },
         };
         self.reply(reply);

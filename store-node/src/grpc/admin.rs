@@ -60,9 +60,34 @@ fn non_empty(s: &str) -> Option<&str> {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    async fn add_domain(&self, req: Request<DomainRequest>) -> Reply<Empty> {
-        let name = self.store.get()?.add_domain(&req.get_ref().domain).await?;
-        tracing::info!(domain = %name, "domain added");
+    async fn add_domain(&self, req: Request<AddDomainRequest>) -> Reply<Empty> {
+        let req = req.into_inner();
+        let name = self
+            .store
+            .get()?
+            .add_domain_with(&req.domain, req.directory.as_ref())
+            .await?;
+        match &req.directory {
+            Some(d) => {
+                tracing::info!(domain = %name, directory = %d.url, base = %d.base, "domain added, bound to a directory")
+            }
+            None => tracing::info!(domain = %name, "domain added"),
+        }
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn set_domain_directory(&self, req: Request<SetDomainDirectoryRequest>) -> Reply<Empty> {
+        let req = req.into_inner();
+        self.store
+            .get()?
+            .set_domain_directory(&req.domain, req.directory.as_ref())
+            .await?;
+        match &req.directory {
+            Some(d) => {
+                tracing::info!(domain = %req.domain, directory = %d.url, base = %d.base, "domain bound to a directory")
+            }
+            None => tracing::info!(domain = %req.domain, "domain unbound from its directory"),
+        }
         Ok(Response::new(Empty {}))
     }
 
@@ -77,8 +102,18 @@ impl Admin for AdminService {
     }
 
     async fn list_domains(&self, _req: Request<Empty>) -> Reply<ListDomainsReply> {
+        let details: Vec<DomainInfo> = (self.store.get()?.list_domain_details())
+            .into_iter()
+            .map(|(domain, directory)| DomainInfo {
+                domain,
+                has_ca: directory.as_ref().is_some_and(|d| !d.ca_pem.is_empty()),
+                // Never the bind password (nor the CA's PEM).
+                directory: directory.map(|d| d.to_proto_public()),
+            })
+            .collect();
         Ok(Response::new(ListDomainsReply {
-            domains: self.store.get()?.list_domains(),
+            domains: details.iter().map(|d| d.domain.clone()).collect(),
+            details,
         }))
     }
 

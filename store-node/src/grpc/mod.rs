@@ -171,11 +171,16 @@ impl StoreRpc for StoreService {
         req: Request<CheckRecipientRequest>,
     ) -> Reply<CheckRecipientReply> {
         let req = req.into_inner();
-        let (status, mailboxes) =
-            recipient_status(self.store.get()?.check_recipient(&req.address, req.size));
+        let (recipient, from_directory) = self
+            .store
+            .get()?
+            .lookup_recipient(&req.address, req.size)
+            .await?;
+        let (status, mailboxes) = recipient_status(recipient);
         Ok(Response::new(CheckRecipientReply {
             status: status as i32,
             mailboxes,
+            no_cache: from_directory,
         }))
     }
 

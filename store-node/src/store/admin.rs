@@ -7,12 +7,27 @@ use super::*;
 
 impl Store {
     pub async fn add_domain(&self, raw: &str) -> Result<String> {
+        self.add_domain_with(raw, None).await
+    }
+
+    /// A new domain, bound to a directory from the start when `directory` is given.
+    pub async fn add_domain_with(
+        &self,
+        raw: &str,
+        directory: Option<&proto::v1::DirectoryConfig>,
+    ) -> Result<String> {
         let name = names::domain(raw)?;
+        let directory = directory
+            .map(|d| DirectoryConfig::from_proto(d, None))
+            .transpose()?;
         let _admin = self.inner.admin.lock().await;
         if self.state().domains.contains_key(&name) {
             return Err(StoreError::DomainExists(name));
         }
-        let domain = Domain::default();
+        let domain = Domain {
+            directory: directory.map(Arc::new),
+            ..Domain::default()
+        };
         self.write_domain(&name, &domain).await?;
         self.state().domains.insert(name.clone(), domain);
         self.inner.settings.directory_changed();
@@ -79,6 +94,7 @@ impl Store {
             .delete(&objects::domain_path(&name))
             .await?;
         self.state().domains.remove(&name);
+        self.inner.directories.forget_domain(&name);
         self.inner.settings.directory_changed();
         self.inner
             .settings
@@ -163,6 +179,7 @@ impl Store {
         if let Some(current) = self.state().domains.get_mut(name) {
             current.quota = dom.quota;
             current.locked = dom.locked;
+            current.directory = dom.directory;
         }
         Ok(())
     }
@@ -215,6 +232,7 @@ impl Store {
             removed
         };
         self.inner.credentials.forget(addr);
+        self.inner.directories.forget_mailbox(addr);
         self.inner.settings.directory_changed();
         if let Some(mb) = removed {
             let paths: Vec<_> = (mb.messages.keys())
@@ -295,6 +313,7 @@ impl Store {
             for addr in &members {
                 self.inner.credentials.forget(addr);
             }
+            self.inner.directories.forget_domain(&name);
             return Ok(());
         }
         let addr = Address::parse(target)?;
@@ -305,6 +324,7 @@ impl Store {
         for t in &targets {
             self.update_mailbox(t, |mb| mb.locked = locked).await?;
             self.inner.credentials.forget(t);
+            self.inner.directories.forget_mailbox(t);
         }
         Ok(())
     }
@@ -392,6 +412,7 @@ impl Store {
             name: name.to_string(),
             quota: d.quota,
             locked: d.locked,
+            directory: d.directory.as_deref().cloned(),
         };
         self.put_json(&objects::domain_path(name), &record).await
     }

@@ -145,7 +145,12 @@ impl Store {
         let mut outcomes: Vec<RecipientOutcome> = Vec::new();
         let mut remote: Vec<RecipientState> = Vec::new();
         for (i, raw) in d.recipients.iter().enumerate() {
-            let mut status = self.check_recipient(raw, 0);
+            let (mut status, from_directory) = self.lookup_recipient(raw, 0).await?;
+            if from_directory && let Recipient::Mailboxes(targets) = &status {
+                for t in targets {
+                    self.ensure_directory_mailbox(t).await?;
+                }
+            }
             if status == Recipient::RelayDenied && !d.user.is_empty() && notices::routable(raw) {
                 status = Recipient::Queued;
                 if !remote.iter().any(|r| r.address.eq_ignore_ascii_case(raw)) {

@@ -16,21 +16,42 @@ impl Store {
         password: &str,
         client_ip: &str,
     ) -> Result<Address> {
+        Ok(self.check_login(user, password, client_ip).await?.0)
+    }
+
+    /// [`Store::check_credentials`], with the aliases a directory gave for the user (none for
+    /// a password-file domain). A directory domain's logins are the directory's to verify
+    /// (`directory.rs`); its failures to answer are not failed logins.
+    async fn check_login(
+        &self,
+        user: &str,
+        password: &str,
+        client_ip: &str,
+    ) -> Result<(Address, Vec<Address>)> {
         let attempt = throttle::Attempt::new(&self.throttle_name(user), client_ip);
         if self.inner.throttle.check(&attempt) == throttle::Verdict::Refuse {
             metrics::counter!(crate::metrics::THROTTLE_EVENTS, "event" => "refused").increment(1);
             tracing::warn!(%user, %client_ip, "login refused: too many failures for this name from this address");
             return Err(StoreError::Throttled);
         }
+        let login = self.login_address(&self.state(), user);
+        if let Some(addr) = &login
+            && let Some(config) = self.directory_of(&addr.domain)
+        {
+            return self
+                .directory_credentials(&config, addr, password, &attempt)
+                .await;
+        }
         let candidates: Vec<(Address, String)> = {
             let state = self.state();
-            self.login_address(&state, user)
+            login
                 .and_then(|a| state.targets(&a))
                 .unwrap_or_default()
                 .into_iter()
                 .filter_map(|a| {
                     let hash = state.mailboxes.get(&a)?.password_hash.clone();
-                    Some((a, hash))
+                    // A mailbox made for a directory user has no local password.
+                    (!hash.is_empty()).then_some((a, hash))
                 })
                 .collect()
         };
@@ -49,16 +70,21 @@ impl Store {
                 if self.state().is_locked(&addr) {
                     return Err(StoreError::Locked(addr.to_string()));
                 }
-                return Ok(addr);
+                return Ok((addr, Vec::new()));
             }
         }
-        let delay = self.inner.throttle.failed(&attempt);
+        Err(self.login_failed(&attempt).await)
+    }
+
+    /// A refused login: counted in the throttle, answered after its delay.
+    pub(super) async fn login_failed(&self, attempt: &throttle::Attempt) -> StoreError {
+        let delay = self.inner.throttle.failed(attempt);
         if !delay.is_zero() {
             metrics::counter!(crate::metrics::THROTTLE_EVENTS, "event" => "delayed").increment(1);
         }
-        tracing::info!(%user, %client_ip, ?delay, "login failed");
+        tracing::info!(?attempt, ?delay, "login failed");
         tokio::time::sleep(delay).await;
-        Err(StoreError::BadCredentials)
+        StoreError::BadCredentials
     }
 
     /// SMTP AUTH: the mailbox and every address it may send as (itself and its aliases).
@@ -68,9 +94,15 @@ impl Store {
         password: &str,
         client_ip: &str,
     ) -> Result<(Address, Vec<String>)> {
-        let addr = self.check_credentials(user, password, client_ip).await?;
+        let (addr, directory_aliases) = self.check_login(user, password, client_ip).await?;
         let state = self.state();
         let mut senders = vec![addr.to_string()];
+        // The user's aliases in the directory, where they are addresses of a hosted domain.
+        senders.extend(
+            (directory_aliases.iter())
+                .filter(|a| state.domain_hosted(&a.domain))
+                .map(|a| a.to_string()),
+        );
         senders.extend(
             state
                 .aliases

@@ -25,6 +25,8 @@
 //! - `reservations.rs` — quota checks, the `Reservation` guard, usage bookkeeping.
 //! - `delivery.rs`     — RCPT checks, deliveries, quota warnings.
 //! - `login.rs`        — credentials (with `auth.rs`), SMTP AUTH.
+//! - `directory.rs`    — domains bound to a directory (LDAP, `crate::directory`): logins,
+//!   recipients and aliases from it, mailboxes made on first use, the binding itself.
 //! - `maildrop.rs`     — POP3: open (lease grant), fetch, commit (fenced deletes).
 //! - `leases.rs`       — the maildrop lease table: grants, renewals, epochs (fencing).
 //! - `admin.rs`        — domains, mailboxes, aliases, quotas, locks.
@@ -48,6 +50,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Credentials;
+use crate::directory::{Directories, DirectoryConfig};
 use crate::error::{Result, StoreError};
 use crate::names::{self, Address};
 use crate::objects::Objects;
@@ -56,6 +59,7 @@ use crate::throttle::Throttle;
 
 mod admin;
 mod delivery;
+mod directory;
 mod dkim;
 mod leases;
 mod login;
@@ -84,6 +88,10 @@ struct DomainRecord {
     quota: Option<u64>,
     #[serde(default)]
     locked: bool,
+    /// The domain's directory (LDAP), bind password included: the record is in the store's
+    /// data directory, which only the store reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    directory: Option<DirectoryConfig>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -106,6 +114,9 @@ struct AliasRecord {
 struct Domain {
     quota: Option<u64>,
     locked: bool,
+    /// Bound to a directory: users, passwords, aliases and disabled accounts are there
+    /// (`directory.rs`).
+    directory: Option<Arc<DirectoryConfig>>,
     /// Sum of the sizes of all messages in the domain's mailboxes.
     used: u64,
     reserved: u64,
@@ -113,6 +124,7 @@ struct Domain {
 
 #[derive(Debug, Clone)]
 struct Mailbox {
+    /// "" for a mailbox made for a directory user: no local password.
     password_hash: String,
     quota: Option<u64>,
     locked: bool,
@@ -229,6 +241,7 @@ pub struct Store {
 struct Inner {
     objects: Objects,
     credentials: Credentials,
+    directories: Directories,
     state: Mutex<State>,
     admin: tokio::sync::Mutex<()>,
     lease_ttl: Duration,
@@ -256,6 +269,8 @@ pub struct Options {
     pub login_delay: Duration,
     /// Lifetime of a cached verified credential (`auth.rs`); zero turns the cache off.
     pub auth_cache_ttl: Duration,
+    /// Lifetime of what a directory said (`directory/cache.rs`); zero turns it off.
+    pub directory_cache_ttl: Duration,
     /// How long an outbound queue claim lives without renewal (`queue/claims.rs`).
     pub queue_claim_ttl: Duration,
     /// The sliding window of the `outbound-limit` setting (`outbound.rs`).
@@ -268,6 +283,7 @@ impl Options {
             lease_ttl,
             login_delay: Duration::from_millis(250),
             auth_cache_ttl: crate::auth::DEFAULT_CACHE_TTL,
+            directory_cache_ttl: crate::directory::DEFAULT_TTL,
             queue_claim_ttl: queue::DEFAULT_CLAIM_TTL,
             outbound_limit_window: outbound::WINDOW,
         }

@@ -37,6 +37,7 @@ impl Store {
                 Domain {
                     quota: record.quota,
                     locked: record.locked,
+                    directory: record.directory.map(Arc::new),
                     ..Domain::default()
                 },
             );
@@ -130,6 +131,7 @@ impl Store {
                 throttle: Throttle::new(options.login_delay),
                 objects,
                 credentials,
+                directories: Directories::new(options.directory_cache_ttl),
                 state: Mutex::new(state),
                 admin: tokio::sync::Mutex::new(()),
                 lease_ttl: options.lease_ttl,
