@@ -30,7 +30,8 @@ impl Store {
                 .into_iter()
                 .filter_map(|a| {
                     let hash = state.mailboxes.get(&a)?.password_hash.clone();
-                    Some((a, hash))
+                    // No password yet (made by an import): nothing to log in with.
+                    (!hash.is_empty()).then_some((a, hash))
                 })
                 .collect()
         };

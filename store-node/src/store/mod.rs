@@ -35,6 +35,7 @@
 //! - `outbound.rs`     — the outbound rate limit per submitting user.
 //! - `dkim.rs`         — DKIM keys: generation, storage, the push to front-ends.
 //! - `retention.rs`    — retrieved messages expire (RFC 2449 EXPIRE), POP3 LOGIN-DELAY.
+//! - `import.rs`       — `mailrootctl import` (exactly once, import keys) and `export`.
 //!
 //! The in-memory lock is a `std::sync::Mutex` that is never held across an `.await`.
 //! Administrative mutations are serialised by `admin` (a tokio mutex) so that check-then-write
@@ -57,6 +58,7 @@ use crate::throttle::Throttle;
 mod admin;
 mod delivery;
 mod dkim;
+mod import;
 mod leases;
 mod login;
 mod maildrop;
@@ -70,6 +72,7 @@ mod stats;
 
 pub use delivery::{Delivery, RecipientParams};
 pub use dkim::{DkimAlgorithm, DkimInfo};
+pub use import::{ImportRequest, Imported, MAX_IMPORT_MESSAGE};
 use leases::{Committing, Epochs, Lease};
 use reservations::QuotaCheck;
 pub use stats::{ClusterStat, DomainStat, StatReport, StatScope};
@@ -89,6 +92,7 @@ struct DomainRecord {
 #[derive(Debug, Serialize, Deserialize)]
 struct MailboxRecord {
     address: String,
+    /// "" = no password yet (a mailbox made by an import): no login succeeds.
     password_hash: String,
     #[serde(default)]
     quota: Option<u64>,

@@ -92,6 +92,7 @@ impl Store {
                 objects
                     .delete(&retention::record_path_in(&domain, &local))
                     .await?;
+                super::import::remove_markers(&objects, &domain, &local).await?;
                 continue;
             };
             let addr = Address::parse(&record.address)?;
