@@ -253,6 +253,16 @@ impl<'a> Importer<'a> {
         }
     }
 
+    /// A line on standard output, above the progress bar.
+    fn say(&self, line: String) {
+        self.bar.suspend(|| println!("{line}"));
+    }
+
+    /// A message that was not imported as it is (failed, over quota): standard error.
+    fn warn(&self, line: String) {
+        self.bar.suspend(|| eprintln!("{line}"));
+    }
+
     fn finish(self) -> Summary {
         self.bar.finish_and_clear();
         self.summary
@@ -270,10 +280,10 @@ impl<'a> Importer<'a> {
             .into_inner();
         let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
         if reply.created_domain {
-            self.bar.println(format!("domain {domain} added"));
+            self.say(format!("domain {domain} added"));
         }
         if reply.created_mailbox {
-            self.bar.println(format!(
+            self.say(format!(
                 "mailbox {address} added without a password (set one: mailrootctl mailbox passwd {address} --password-stdin)"
             ));
         }
@@ -286,8 +296,7 @@ impl<'a> Importer<'a> {
         let Failure::Refused(why) = e else {
             return Err(e);
         };
-        self.bar
-            .println(format!("mailbox {address} left out: {why}"));
+        self.warn(format!("mailbox {address} left out: {why}"));
         self.summary.failed += files.len() as u64;
         self.bar.inc(files.iter().map(|p| file_size(p)).sum());
         Ok(())
@@ -316,8 +325,7 @@ impl<'a> Importer<'a> {
                     .await?
             }
             Err(why) => {
-                self.bar
-                    .println(format!("failed: {}: {why}", path.display()));
+                self.warn(format!("failed: {}: {why}", path.display()));
                 self.summary.failed += 1;
             }
         }
@@ -361,8 +369,7 @@ impl<'a> Importer<'a> {
             Ok(r) => r.into_inner(),
             Err(status) => match Failure::from(status) {
                 Failure::Refused(why) => {
-                    self.bar
-                        .println(format!("failed: {address} {source}: {why}"));
+                    self.warn(format!("failed: {address} {source}: {why}"));
                     self.summary.failed += 1;
                     return Ok(());
                 }
@@ -370,34 +377,40 @@ impl<'a> Importer<'a> {
             },
         };
         let s = &mut self.summary;
-        match ImportOutcome::try_from(reply.outcome) {
+        let size = bytes.len() as u64;
+        let note = match ImportOutcome::try_from(reply.outcome) {
             Ok(ImportOutcome::Imported) => {
                 s.imported += 1;
-                s.bytes += bytes.len() as u64;
+                s.bytes += size;
+                None
             }
             Ok(ImportOutcome::ImportedOverQuota) => {
                 s.imported_over_quota += 1;
-                s.bytes += bytes.len() as u64;
-                self.bar.println(format!(
-                    "over quota, imported anyway: {address} {source} ({} octets)",
-                    bytes.len()
-                ));
+                s.bytes += size;
+                Some(format!(
+                    "over quota, imported anyway: {address} {source} ({size} octets)"
+                ))
             }
-            Ok(ImportOutcome::AlreadyPresent) => s.already_present += 1,
+            Ok(ImportOutcome::AlreadyPresent) => {
+                s.already_present += 1;
+                None
+            }
             Ok(ImportOutcome::SkippedOverQuota) => {
                 s.skipped_over_quota += 1;
-                self.bar.println(format!(
-                    "over quota, skipped: {address} {source} ({} octets)",
-                    bytes.len()
-                ));
+                Some(format!(
+                    "over quota, skipped: {address} {source} ({size} octets)"
+                ))
             }
             Ok(ImportOutcome::Unspecified) | Err(_) => {
-                self.bar.println(format!(
+                s.failed += 1;
+                Some(format!(
                     "failed: {address} {source}: the store answered an unknown outcome {}",
                     reply.outcome
-                ));
-                s.failed += 1;
+                ))
             }
+        };
+        if let Some(note) = note {
+            self.warn(note);
         }
         Ok(())
     }
