@@ -57,7 +57,11 @@ async fn a_crash_between_message_and_marker_is_found_again_after_a_restart() {
         .await
         .unwrap();
     assert_eq!(again, Imported::AlreadyPresent { uidl: uidl.clone() });
-    assert_eq!(std::fs::read_dir(&markers).unwrap().count(), 1, "marker written now");
+    assert_eq!(
+        std::fs::read_dir(&markers).unwrap().count(),
+        1,
+        "marker written now"
+    );
     assert_eq!(mailbox(&store, ALICE).await.len(), 1);
 }
 
@@ -91,7 +95,10 @@ async fn deleted_after_import_stays_deleted_and_a_new_mailbox_starts_afresh() {
 
     // Deleted with its markers: the same import into a new mailbox of that name stores it.
     store.delete_mailbox(BOB).await.unwrap();
-    assert_eq!(store.prepare_import(BOB, true).await.unwrap(), (false, true));
+    assert_eq!(
+        store.prepare_import(BOB, true).await.unwrap(),
+        (false, true)
+    );
     let fresh = store
         .import_message(request(BOB, "winpop:a/P3_bob.mbx/P31.eml"), body(2))
         .await
@@ -109,21 +116,30 @@ async fn a_mailbox_made_by_an_import_has_no_password_until_one_is_set() {
         Err(StoreError::UnknownDomain(_))
     ));
     assert_eq!(store.prepare_import(new, true).await.unwrap(), (true, true));
-    assert_eq!(store.prepare_import(new, true).await.unwrap(), (false, false));
+    assert_eq!(
+        store.prepare_import(new, true).await.unwrap(),
+        (false, false)
+    );
     store
         .import_message(request(new, "mbox:0"), body(3))
         .await
         .unwrap();
     for pw in ["", "x", "pw"] {
         let r = store.open_maildrop(new, pw, "s", "test", "").await;
-        assert!(matches!(r, Err(StoreError::BadCredentials)), "{pw:?}: {r:?}");
+        assert!(
+            matches!(r, Err(StoreError::BadCredentials)),
+            "{pw:?}: {r:?}"
+        );
         assert!(matches!(
             store.authenticate(new, pw, "").await,
             Err(StoreError::BadCredentials)
         ));
     }
     store.set_password(new, "pw").await.unwrap();
-    let (_, epoch, list) = store.open_maildrop(new, "pw", "s", "test", "").await.unwrap();
+    let (_, epoch, list) = store
+        .open_maildrop(new, "pw", "s", "test", "")
+        .await
+        .unwrap();
     assert_eq!(list.len(), 1);
     store.close(new, epoch).unwrap();
     // It survives a restart as it is.

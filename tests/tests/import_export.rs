@@ -151,7 +151,10 @@ fn winpop_store_is_imported_byte_exact_once_and_served_by_both_front_ends() {
         // Byte for byte, in the order the service received them.
         assert_eq!(bodies(&a), alice, "front-end {fe}");
         assert_eq!(bodies(&retrieve_all(pop3, "bob@example.com", "pw-b")), bob);
-        assert_eq!(bodies(&retrieve_all(pop3, "carol@other.test", "pw-c")), carol);
+        assert_eq!(
+            bodies(&retrieve_all(pop3, "carol@other.test", "pw-c")),
+            carol
+        );
         assert!(retrieve_all(pop3, "empty@example.com", "pw-e").is_empty());
         seen.push(a);
     }
@@ -217,7 +220,10 @@ fn an_interrupted_import_run_again_completes_without_duplicates() {
     let resumed = import(&cluster, &["winpop", big.path().to_str().unwrap()]);
     let c = counts(&resumed);
     assert_eq!(c[0] + c[1], 400, "{resumed:?}");
-    assert_eq!(c[1], after, "every message stored before the kill is already present");
+    assert_eq!(
+        c[1], after,
+        "every message stored before the kill is already present"
+    );
     assert_eq!(c[4], 0);
     set_password(&cluster, "erin@example.com", "pw");
     let got = retrieve_all(cluster.fe(0).pop3, "erin@example.com", "pw");
@@ -243,12 +249,20 @@ fn maildir_and_mbox_imports_are_byte_exact_and_idempotent() {
     cluster.ctl_ok(&["domain", "add", "example.com"], None);
     cluster.add_mailbox("frank@example.com", "pw-f");
     let out = cluster.ctl(
-        &["import", "maildir", md.to_str().unwrap(), "frank@example.com"],
+        &[
+            "import",
+            "maildir",
+            md.to_str().unwrap(),
+            "frank@example.com",
+        ],
         None,
     );
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(".Sent"), "the left-out folder is named: {stderr}");
+    assert!(
+        stderr.contains(".Sent"),
+        "the left-out folder is named: {stderr}"
+    );
     let s = summary(&String::from_utf8_lossy(&out.stdout), "import:");
     assert_eq!(counts(&s), [2, 0, 0, 0, 0]);
     let expected_md = vec![b"Subject: lf\r\n\r\ncaf\xe9\r\n.\r\n..x\r\n".to_vec(), crlf];
@@ -279,7 +293,10 @@ fn maildir_and_mbox_imports_are_byte_exact_and_idempotent() {
           From carol@x Wed Mar  6 08:00:00 2024\nSubject: three\n\nbody\nFrom inside, no blank before: kept\n",
     )
     .unwrap();
-    let s = import(&cluster, &["mbox", mbox.to_str().unwrap(), "gina@example.com"]);
+    let s = import(
+        &cluster,
+        &["mbox", mbox.to_str().unwrap(), "gina@example.com"],
+    );
     assert_eq!(counts(&s), [3, 0, 0, 0, 0]);
     set_password(&cluster, "gina@example.com", "pw-g");
     let expected_mbox: Vec<Vec<u8>> = vec![
@@ -291,7 +308,10 @@ fn maildir_and_mbox_imports_are_byte_exact_and_idempotent() {
         let got = retrieve_all(cluster.fe(fe).pop3, "gina@example.com", "pw-g");
         assert_eq!(bodies(&got), expected_mbox);
     }
-    let again = import(&cluster, &["mbox", mbox.to_str().unwrap(), "gina@example.com"]);
+    let again = import(
+        &cluster,
+        &["mbox", mbox.to_str().unwrap(), "gina@example.com"],
+    );
     assert_eq!(counts(&again), [0, 3, 0, 0, 0]);
     assert_eq!(cluster.stat("gina@example.com").0, 3);
 }
@@ -341,8 +361,16 @@ fn export_then_import_into_a_second_cluster_keeps_bytes_and_uidls() {
     write_winpop(
         dir.path(),
         &[
-            ("example.com", "ivan", (0..3).map(|i| message("ivan", i, 40)).collect()),
-            ("example.com", "judy", (0..2).map(|i| message("judy", i, 40)).collect()),
+            (
+                "example.com",
+                "ivan",
+                (0..3).map(|i| message("ivan", i, 40)).collect(),
+            ),
+            (
+                "example.com",
+                "judy",
+                (0..2).map(|i| message("judy", i, 40)).collect(),
+            ),
         ],
     );
     import(&a, &["winpop", dir.path().to_str().unwrap()]);
@@ -363,7 +391,10 @@ fn export_then_import_into_a_second_cluster_keeps_bytes_and_uidls() {
     assert_eq!(ivan_a.len(), 4);
 
     let out_dir = tempfile::tempdir().unwrap();
-    let out = a.ctl_ok(&["export", "example.com", out_dir.path().to_str().unwrap()], None);
+    let out = a.ctl_ok(
+        &["export", "example.com", out_dir.path().to_str().unwrap()],
+        None,
+    );
     let s = summary(&out, "export:");
     assert_eq!((s["mailboxes"], s["messages"]), (2, 6), "{out}");
     let ivan_dir = out_dir.path().join("ivan@example.com");
@@ -371,7 +402,14 @@ fn export_then_import_into_a_second_cluster_keeps_bytes_and_uidls() {
         assert!(ivan_dir.join(sub).is_dir());
     }
     // Exported again into the same directory: the same files, not twice as many.
-    a.ctl_ok(&["export", "ivan@example.com", out_dir.path().to_str().unwrap()], None);
+    a.ctl_ok(
+        &[
+            "export",
+            "ivan@example.com",
+            out_dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
     assert_eq!(std::fs::read_dir(ivan_dir.join("new")).unwrap().count(), 4);
 
     let b = TestCluster::start(1);
@@ -383,8 +421,14 @@ fn export_then_import_into_a_second_cluster_keeps_bytes_and_uidls() {
         set_password(&b, addr, pw);
     }
     // Same bytes, same UIDLs, same order.
-    assert_eq!(retrieve_all(b.fe(0).pop3, "ivan@example.com", "pw-i"), ivan_a);
-    assert_eq!(retrieve_all(b.fe(0).pop3, "judy@example.com", "pw-j"), judy_a);
+    assert_eq!(
+        retrieve_all(b.fe(0).pop3, "ivan@example.com", "pw-i"),
+        ivan_a
+    );
+    assert_eq!(
+        retrieve_all(b.fe(0).pop3, "judy@example.com", "pw-j"),
+        judy_a
+    );
     // Importing the export again adds nothing.
     let md = out_dir.path().join("ivan@example.com");
     let again = import(&b, &["maildir", md.to_str().unwrap(), "ivan@example.com"]);

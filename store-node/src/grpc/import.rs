@@ -108,21 +108,18 @@ pub(super) async fn export(
     let address = req.into_inner().address;
     let list = store.export_list(&address)?;
     let messages = futures::StreamExt::then(futures::stream::iter(list), move |m| {
-            let (store, address) = (store.clone(), address.clone());
-            async move {
-                // A message deleted since the listing is left out.
-                match store.fetch_stream(&address, &m.uidl).await {
-                    Ok(chunks) => Some((m, chunks)),
-                    Err(crate::StoreError::NoSuchMessage(_)) => None,
-                    Err(e) => Some((
-                        m,
-                        futures::stream::once(async move { Err(e) }).boxed(),
-                    )),
-                }
+        let (store, address) = (store.clone(), address.clone());
+        async move {
+            // A message deleted since the listing is left out.
+            match store.fetch_stream(&address, &m.uidl).await {
+                Ok(chunks) => Some((m, chunks)),
+                Err(crate::StoreError::NoSuchMessage(_)) => None,
+                Err(e) => Some((m, futures::stream::once(async move { Err(e) }).boxed())),
             }
-        });
-    let stream = futures::StreamExt::filter_map(messages, |m| async move { m })
-        .flat_map(|(m, chunks)| {
+        }
+    });
+    let stream =
+        futures::StreamExt::filter_map(messages, |m| async move { m }).flat_map(|(m, chunks)| {
             let head = futures::stream::once(async move {
                 Ok(ExportChunk {
                     uidl: m.uidl,

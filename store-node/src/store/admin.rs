@@ -227,8 +227,7 @@ impl Store {
                 .objects
                 .delete(&super::retention::record_path_in(&addr.domain, &addr.local))
                 .await?;
-            super::import::remove_markers(&self.inner.objects, &addr.domain, &addr.local)
-                .await?;
+            super::import::remove_markers(&self.inner.objects, &addr.domain, &addr.local).await?;
         }
         Ok(())
     }

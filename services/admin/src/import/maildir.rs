@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(l.ignored_folders, [root.join(".Sent")]);
         let flat = list(root, true).unwrap();
         assert_eq!(flat.messages.len(), 4);
-        assert_eq!(flat.messages[0].source_id, "maildir:.Sent/1700000000.M1P1.h");
+        assert_eq!(
+            flat.messages[0].source_id,
+            "maildir:.Sent/1700000000.M1P1.h"
+        );
         assert!(list(&root.join("cur"), false).is_err());
     }
 

@@ -127,11 +127,17 @@ pub fn from_line_date(line: &[u8]) -> Option<u64> {
         .position(|f| MONTHS.contains(&f.get(..3).unwrap_or("")) && f.len() == 3)?;
     let month = MONTHS.iter().position(|m| *m == fields[at])? as u64 + 1;
     let day: u64 = fields.get(at + 1)?.parse().ok()?;
-    let mut hms = fields.get(at + 2)?.split(':').map(|p| p.parse::<u64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next().flatten().unwrap_or(0));
+    let mut hms = fields
+        .get(at + 2)?
+        .split(':')
+        .map(|p| p.parse::<u64>().ok());
+    let (h, m, s) = (
+        hms.next()??,
+        hms.next()??,
+        hms.next().flatten().unwrap_or(0),
+    );
     let year: u64 = fields.get(at + 3)?.parse().ok()?;
-    if !(1970..=9999).contains(&year) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60
-    {
+    if !(1970..=9999).contains(&year) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + s)
@@ -183,7 +189,8 @@ mod tests {
 
     #[test]
     fn mboxrd_takes_one_quote_off_every_escaped_from() {
-        let text = b"From a Tue Mar  5 12:00:00 2024\n\n>From me\n>>From you\n> From not\n>Fromage\n";
+        let text =
+            b"From a Tue Mar  5 12:00:00 2024\n\n>From me\n>>From you\n> From not\n>Fromage\n";
         let m = all(text, Flavour::Mboxrd);
         assert_eq!(
             m[0].bytes,
@@ -215,7 +222,10 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(from_line_date(b"From x Thu Jan  1 00:00:00 1970\n"), Some(0));
+        assert_eq!(
+            from_line_date(b"From x Thu Jan  1 00:00:00 1970\n"),
+            Some(0)
+        );
         assert_eq!(
             from_line_date(b"From MAILER-DAEMON Fri Feb 29 23:59:59 2008\n"),
             Some(1_204_329_599)
