@@ -244,6 +244,9 @@ fn maildir_and_mbox_imports_are_byte_exact_and_idempotent() {
     let crlf = message("crlf", 0, 10);
     std::fs::write(md.join("cur/1600000001.M1P1.host:2,S"), &lf).unwrap();
     std::fs::write(md.join("new/1600000002.M1P1.host"), &crlf).unwrap();
+    // Larger than a default gRPC message (4 MiB): the body is streamed in chunks.
+    let big = message("big", 0, 6 << 20);
+    std::fs::write(md.join("new/1600000004.M1P1.host"), &big).unwrap();
     std::fs::write(md.join("tmp/1600000003.M1P1.host"), b"partial").unwrap();
     std::fs::write(md.join(".Sent/cur/1600000000.M1P1.host:2,S"), b"sent\n").unwrap();
     cluster.ctl_ok(&["domain", "add", "example.com"], None);
@@ -264,8 +267,12 @@ fn maildir_and_mbox_imports_are_byte_exact_and_idempotent() {
         "the left-out folder is named: {stderr}"
     );
     let s = summary(&String::from_utf8_lossy(&out.stdout), "import:");
-    assert_eq!(counts(&s), [2, 0, 0, 0, 0]);
-    let expected_md = vec![b"Subject: lf\r\n\r\ncaf\xe9\r\n.\r\n..x\r\n".to_vec(), crlf];
+    assert_eq!(counts(&s), [3, 0, 0, 0, 0]);
+    let expected_md = vec![
+        b"Subject: lf\r\n\r\ncaf\xe9\r\n.\r\n..x\r\n".to_vec(),
+        crlf,
+        big,
+    ];
     for fe in 0..2 {
         let got = retrieve_all(cluster.fe(fe).pop3, "frank@example.com", "pw-f");
         assert_eq!(bodies(&got), expected_md);
@@ -273,7 +280,7 @@ fn maildir_and_mbox_imports_are_byte_exact_and_idempotent() {
     let md_arg = md.to_str().unwrap();
     assert_eq!(
         counts(&import(&cluster, &["maildir", md_arg, "frank@example.com"])),
-        [0, 2, 0, 0, 0]
+        [0, 3, 0, 0, 0]
     );
     // --folders flattens the subfolder into the maildrop (and the rest is already there).
     assert_eq!(
@@ -281,7 +288,7 @@ fn maildir_and_mbox_imports_are_byte_exact_and_idempotent() {
             &cluster,
             &["maildir", md_arg, "frank@example.com", "--folders"]
         )),
-        [1, 2, 0, 0, 0]
+        [1, 3, 0, 0, 0]
     );
 
     // mboxrd: `>From ` lines lose one `>`; a new mailbox is made for it.

@@ -56,16 +56,17 @@ struct Open {
 }
 
 async fn mailbox(c: &mut Client, address: &str, root: &Path) -> Result<(u64, u64), Failure> {
-    for sub in ["cur", "new", "tmp"] {
-        let d = root.join(sub);
-        std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
-    }
+    // The call first: an unknown mailbox leaves no directory behind.
     let mut stream = c
         .export_messages(AddressRequest {
             address: address.to_string(),
         })
         .await?
         .into_inner();
+    for sub in ["cur", "new", "tmp"] {
+        let d = root.join(sub);
+        std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
+    }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);

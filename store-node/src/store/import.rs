@@ -28,6 +28,12 @@
 //! task of their own, so a caller that goes away (mailrootctl killed) cannot cut between them.
 //! A mailbox deleted meanwhile takes its markers with it (`remove_mailbox`, start-up sweep).
 //!
+//! Imports run one at a time (a store-wide lock held from the marker check until the marker
+//! is written): two runs importing into one mailbox at once could otherwise both pick the
+//! same free kept UIDL for two different messages. One mailrootctl imports one message after
+//! another anyway; only concurrent runs wait for each other. Deliveries are not held up:
+//! their UIDLs are fresh UUIDv7s.
+//!
 //! Quotas are checked like a delivery's; over them, the caller chooses to skip the message
 //! or to store it beyond the quota (reported). Imports send no DSN and queue nothing.
 //!
@@ -179,6 +185,8 @@ impl Store {
         }
         let key = import_key(&req.source_id, &message);
         let marker = marker_path(&addr, &key);
+        // Held until the message and its marker are written (moved into the task below).
+        let one_at_a_time = self.inner.imports.clone().lock_owned().await;
         match self.inner.objects.get(&marker).await {
             Ok(uidl) => {
                 return Ok(Imported::AlreadyPresent {
@@ -238,6 +246,7 @@ impl Store {
         // Steps 3 and 4 in a task of their own (module doc).
         let store = self.clone();
         let task = tokio::spawn(async move {
+            let _one_at_a_time = one_at_a_time;
             let path = objects::message_path(&addr, &uidl);
             store.inner.objects.put(&path, message).await?;
             let Some(warn) = reservation.settle(&uidl) else {

@@ -242,6 +242,9 @@ struct Inner {
     queue: queue::Queue,
     outbound: outbound::OutboundLimit,
     dkim: Mutex<dkim::Keys>,
+    /// Imports, one at a time: choosing a message's UIDL and writing it are one step
+    /// (`import.rs`).
+    imports: Arc<tokio::sync::Mutex<()>>,
     /// Cancelled when the store is dropped: ends its background task (`queue/sweep.rs`).
     stop: tokio_util::sync::CancellationToken,
 }

@@ -138,6 +138,7 @@ impl Store {
                 queue: queue::Queue::new(options.queue_claim_ttl, entries),
                 outbound: outbound::OutboundLimit::new(options.outbound_limit_window),
                 dkim: Mutex::new(keys),
+                imports: Arc::default(),
                 stop: tokio_util::sync::CancellationToken::new(),
             }),
         };
