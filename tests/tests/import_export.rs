@@ -397,6 +397,14 @@ fn export_then_import_into_a_second_cluster_keeps_bytes_and_uidls() {
     let judy_a = retrieve_all(a.fe(0).pop3, "judy@example.com", "pw-j");
     assert_eq!(ivan_a.len(), 4);
 
+    // A POP3 session holds ivan's maildrop meanwhile: export takes no lease.
+    let mut session = Pop3Client::connect(a.fe(0).pop3).unwrap();
+    assert!(
+        session
+            .login("ivan@example.com", "pw-i")
+            .unwrap()
+            .starts_with("+OK")
+    );
     let out_dir = tempfile::tempdir().unwrap();
     let out = a.ctl_ok(
         &["export", "example.com", out_dir.path().to_str().unwrap()],
@@ -404,6 +412,7 @@ fn export_then_import_into_a_second_cluster_keeps_bytes_and_uidls() {
     );
     let s = summary(&out, "export:");
     assert_eq!((s["mailboxes"], s["messages"]), (2, 6), "{out}");
+    assert!(session.cmd("QUIT").unwrap().starts_with("+OK"));
     let ivan_dir = out_dir.path().join("ivan@example.com");
     for sub in ["cur", "new", "tmp"] {
         assert!(ivan_dir.join(sub).is_dir());
