@@ -220,9 +220,10 @@ fn an_interrupted_import_run_again_completes_without_duplicates() {
     let resumed = import(&cluster, &["winpop", big.path().to_str().unwrap()]);
     let c = counts(&resumed);
     assert_eq!(c[0] + c[1], 400, "{resumed:?}");
-    assert_eq!(
-        c[1], after,
-        "every message stored before the kill is already present"
+    // (A write the store had begun when the client died may finish after the stat above.)
+    assert!(
+        c[1] >= after && after > 0,
+        "every message stored before the kill is already present: {resumed:?}, {after}"
     );
     assert_eq!(c[4], 0);
     set_password(&cluster, "erin@example.com", "pw");
