@@ -18,7 +18,7 @@
 //! - `nodes.rs`    — the live front-ends (`mailrootctl nodes`), listed by their settings streams.
 //! - `throttle.rs` — cluster-wide brute-force throttling of logins.
 //! - `grpc/`       — the gRPC services and the auth GUID / admin token checks (`admin.rs`:
-//!   the administration service).
+//!   the administration service; `import.rs`: its import and export streams).
 //! - `error.rs`    — `StoreError` and its single mapping to gRPC statuses.
 //! - `metrics.rs`  — metric names and descriptions, and the `/readyz` check (the endpoints
 //!   themselves are `mailroot_common::telemetry`).

@@ -14,6 +14,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 mod accounts;
 mod cluster;
 mod config;
+mod export;
+mod import;
 mod nodes;
 mod queue;
 mod stat;
@@ -76,6 +78,17 @@ enum Command {
     /// DKIM keys (RFC 6376): front-ends sign what users submit from a domain that has one.
     #[command(subcommand)]
     Dkim(queue::DkimCmd),
+    /// Existing mail into the store, exactly once (run it again after an interruption):
+    /// a Windows POP3 service store, a maildir or an mbox file.
+    #[command(subcommand)]
+    Import(import::ImportCmd),
+    /// A mailbox, or every mailbox of a domain, as maildirs: DIR/<address>/{cur,new,tmp}
+    /// (the POP3 UIDL kept in each file name).
+    Export {
+        #[arg(value_name = "ADDRESS|DOMAIN")]
+        target: String,
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -311,6 +324,8 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Mailbox(cmd) => accounts::mailbox(&mut c, cmd).await?,
         Command::Queue(cmd) => queue::run(&mut c, cmd).await?,
         Command::Dkim(cmd) => queue::dkim(&mut c, cmd).await?,
+        Command::Import(cmd) => import::run(&mut c, cmd).await?,
+        Command::Export { target, dir } => export::run(&mut c, &target, &dir).await?,
         Command::Stat(args) => {
             let req = args.request()?;
             let summary = req.summary_only;

@@ -397,6 +397,29 @@ impl Admin for AdminService {
         tracing::info!(mailbox = %req.get_ref().address, broke, "maildrop session broken by admin");
         Ok(Response::new(Empty {}))
     }
+
+    async fn prepare_import(
+        &self,
+        req: Request<PrepareImportRequest>,
+    ) -> Reply<PrepareImportReply> {
+        super::import::prepare(self, req).await
+    }
+
+    async fn import_message(
+        &self,
+        req: Request<tonic::Streaming<ImportChunk>>,
+    ) -> Reply<ImportReply> {
+        super::import::import_message(self, req).await
+    }
+
+    type ExportMessagesStream = super::import::ExportStream;
+
+    async fn export_messages(
+        &self,
+        req: Request<AddressRequest>,
+    ) -> Reply<Self::ExportMessagesStream> {
+        super::import::export(self, req).await
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The gRPC face of the store: request validation, the auth GUID and admin token checks, and
 //! the translation between proto types and `Store` calls. No storage logic lives here.
+//! `admin.rs` is the administration service; `import.rs` its import and export streams.
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::store::{Delivery, Recipient, RecipientParams, StatScope, Store};
 use crate::throttle;
 
 mod admin;
+mod import;
 pub use admin::AdminService;
 
 type Reply<T> = Result<Response<T>, Status>;

@@ -6,6 +6,7 @@
 //! aliases/<domain>/<local>                      JSON `AliasRecord` (targets, lock)
 //! mailboxes/<domain>/<local>/meta.json          JSON `MailboxRecord` (address, Argon2id hash)
 //! mailboxes/<domain>/<local>/messages/<uidl>    the message, CRLF line endings, as delivered
+//! mailboxes/<domain>/<local>/imported/<key>     import marker (`store/import.rs`): its UIDL
 //! leases/epoch                                  JSON high-water mark of lease epochs
 //! queue/<id>/message                            an outbound message, as submitted (written once)
 //! queue/<id>/state.json                         JSON envelope and per-recipient state

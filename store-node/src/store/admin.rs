@@ -239,11 +239,13 @@ impl Store {
                 .map(|uidl| objects::message_path(addr, uidl))
                 .collect();
             self.inner.objects.delete_many(&paths).await?;
-            // The retrieval record last: without messages it names nothing (`retention.rs`).
+            // The retrieval record and the import markers last: without messages they name
+            // nothing (`retention.rs`, `import.rs`).
             self.inner
                 .objects
                 .delete(&super::retention::record_path_in(&addr.domain, &addr.local))
                 .await?;
+            super::import::remove_markers(&self.inner.objects, &addr.domain, &addr.local).await?;
         }
         Ok(())
     }

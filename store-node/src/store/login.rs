@@ -50,7 +50,8 @@ impl Store {
                 .into_iter()
                 .filter_map(|a| {
                     let hash = state.mailboxes.get(&a)?.password_hash.clone();
-                    // A mailbox made for a directory user has no local password.
+                    // No local password: a directory user's mailbox, or one made by an
+                    // import before `mailbox passwd`: nothing to log in with here.
                     (!hash.is_empty()).then_some((a, hash))
                 })
                 .collect()

@@ -37,6 +37,7 @@
 //! - `outbound.rs`     — the outbound rate limit per submitting user.
 //! - `dkim.rs`         — DKIM keys: generation, storage, the push to front-ends.
 //! - `retention.rs`    — retrieved messages expire (RFC 2449 EXPIRE), POP3 LOGIN-DELAY.
+//! - `import.rs`       — `mailrootctl import` (exactly once, import keys) and `export`.
 //!
 //! The in-memory lock is a `std::sync::Mutex` that is never held across an `.await`.
 //! Administrative mutations are serialised by `admin` (a tokio mutex) so that check-then-write
@@ -61,6 +62,7 @@ mod admin;
 mod delivery;
 mod directory;
 mod dkim;
+mod import;
 mod leases;
 mod login;
 mod maildrop;
@@ -74,6 +76,7 @@ mod stats;
 
 pub use delivery::{Delivery, RecipientParams};
 pub use dkim::{DkimAlgorithm, DkimInfo};
+pub use import::{ImportRequest, Imported, MAX_IMPORT_MESSAGE};
 use leases::{Committing, Epochs, Lease};
 use reservations::QuotaCheck;
 pub use stats::{ClusterStat, DomainStat, StatReport, StatScope};
@@ -97,6 +100,7 @@ struct DomainRecord {
 #[derive(Debug, Serialize, Deserialize)]
 struct MailboxRecord {
     address: String,
+    /// "" = no password yet (a mailbox made by an import): no login succeeds.
     password_hash: String,
     #[serde(default)]
     quota: Option<u64>,
@@ -251,6 +255,9 @@ struct Inner {
     queue: queue::Queue,
     outbound: outbound::OutboundLimit,
     dkim: Mutex<dkim::Keys>,
+    /// Imports, one at a time: choosing a message's UIDL and writing it are one step
+    /// (`import.rs`).
+    imports: Arc<tokio::sync::Mutex<()>>,
     /// Cancelled when the store is dropped: ends its background task (`queue/sweep.rs`).
     stop: tokio_util::sync::CancellationToken,
 }

@@ -93,6 +93,7 @@ impl Store {
                 objects
                     .delete(&retention::record_path_in(&domain, &local))
                     .await?;
+                super::import::remove_markers(&objects, &domain, &local).await?;
                 continue;
             };
             let addr = Address::parse(&record.address)?;
@@ -139,6 +140,7 @@ impl Store {
                 queue: queue::Queue::new(options.queue_claim_ttl, entries),
                 outbound: outbound::OutboundLimit::new(options.outbound_limit_window),
                 dkim: Mutex::new(keys),
+                imports: Arc::default(),
                 stop: tokio_util::sync::CancellationToken::new(),
             }),
         };

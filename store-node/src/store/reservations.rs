@@ -46,6 +46,19 @@ impl Store {
             held: true,
         }))
     }
+
+    /// Reserves `size` octets whatever the quotas say: an import told to go beyond them
+    /// (`import.rs`, `--over-quota=allow`). Usage then shows the overshoot; deliveries keep
+    /// being refused until it is gone.
+    pub(super) fn reserve_beyond_quota(&self, addr: &Address, size: u64) -> Result<Reservation> {
+        self.state().hold(addr, size)?;
+        Ok(Reservation {
+            inner: self.inner.clone(),
+            addr: addr.clone(),
+            size,
+            held: true,
+        })
+    }
 }
 
 impl Reservation {
@@ -116,16 +129,22 @@ impl State {
     pub(super) fn reserve(&mut self, addr: &Address, size: u64) -> Result<QuotaCheck> {
         let check = self.quota_check(addr, size);
         if check == QuotaCheck::Fits {
-            let mb = self
-                .mailboxes
-                .get_mut(addr)
-                .ok_or_else(|| StoreError::UnknownMailbox(addr.to_string()))?;
-            mb.reserved += size;
-            if let Some(dom) = self.domains.get_mut(&addr.domain) {
-                dom.reserved += size;
-            }
+            self.hold(addr, size)?;
         }
         Ok(check)
+    }
+
+    /// Adds `size` to the mailbox's and its domain's reservations, unchecked.
+    fn hold(&mut self, addr: &Address, size: u64) -> Result<()> {
+        let mb = self
+            .mailboxes
+            .get_mut(addr)
+            .ok_or_else(|| StoreError::UnknownMailbox(addr.to_string()))?;
+        mb.reserved += size;
+        if let Some(dom) = self.domains.get_mut(&addr.domain) {
+            dom.reserved += size;
+        }
+        Ok(())
     }
 
     pub(super) fn release(&mut self, addr: &Address, size: u64) {
