@@ -237,6 +237,18 @@ fn directory_domain_next_to_a_password_file_domain() {
     let r = smtp_auth(&c, "bob@example.org", "bob-pw");
     assert!(r.starts_with("235 "), "{r}");
 
+    // Users and passwords of the domain are the directory's.
+    let out = c.ctl(
+        &["mailbox", "add", "eve@example.org", "--password-stdin"],
+        Some("eve-pw\n"),
+    );
+    assert!(!out.status.success(), "{out:?}");
+    let out = c.ctl(
+        &["mailbox", "passwd", "bob@example.org", "--password-stdin"],
+        Some("new-pw\n"),
+    );
+    assert!(!out.status.success(), "{out:?}");
+
     // A lock in mailroot holds for a directory user too.
     c.ctl_ok(&["mailbox", "lock", "bob@example.org"], None);
     let r = pop3_login(&c, "bob@example.org", "bob-pw");

@@ -134,7 +134,11 @@ async fn search(
         .map_err(|e| unavailable(format!("{}: search: {e}", config.url)))?
         .non_error()
         .map_err(|e| unavailable(format!("{}: search: {e}", config.url)))?;
-    let entries: Vec<SearchEntry> = entries.into_iter().map(SearchEntry::construct).collect();
+    let entries: Vec<SearchEntry> = entries
+        .into_iter()
+        .filter(is_entry)
+        .map(SearchEntry::construct)
+        .collect();
     let entry = match entries.len() {
         0 => return Ok(None),
         1 => entries.into_iter().next().expect("one entry"),
@@ -161,7 +165,13 @@ async fn disabled(ldap: &mut ldap3::Ldap, config: &DirectoryConfig, dn: &str) ->
         .map_err(|e| unavailable(format!("{}: search: {e}", config.url)))?
         .non_error()
         .map_err(|e| unavailable(format!("{}: search: {e}", config.url)))?;
-    Ok(!entries.is_empty())
+    Ok(entries.iter().any(is_entry))
+}
+
+/// An entry, not a continuation reference (RFC 4511 §4.5.3: AD answers searches at a
+/// domain's root with references to its other partitions) nor an intermediate response.
+fn is_entry(e: &ldap3::ResultEntry) -> bool {
+    !e.is_ref() && !e.is_intermediate()
 }
 
 fn attr<'a>(entry: &'a SearchEntry, name: &str) -> &'a [String] {
