@@ -5,7 +5,9 @@
 //!
 //! The schema adds, under the RFC 5612 documentation enterprise number, what Debian's
 //! schemas lack and a mail directory has: `mailAlternateAddress` (aliases, as in Sun/389-DS
-//! directories) and `nsAccountLock` (a disabled account, as in 389-DS/FreeIPA).
+//! directories), `nsAccountLock` (a disabled account, as in 389-DS/FreeIPA), and Active
+//! Directory's `userAccountControl` and `proxyAddresses`, so that AD-shaped entries can be
+//! tested too.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -27,8 +29,13 @@ attributetype ( 1.3.6.1.4.1.32473.1.1.1 NAME 'mailAlternateAddress'
   SYNTAX 1.3.6.1.4.1.1466.115.121.1.26 )
 attributetype ( 1.3.6.1.4.1.32473.1.1.2 NAME 'nsAccountLock'
   EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.32473.1.1.3 NAME 'userAccountControl'
+  EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.32473.1.1.4 NAME 'proxyAddresses'
+  EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
 objectclass ( 1.3.6.1.4.1.32473.1.2.1 NAME 'mailrootTestUser' AUXILIARY
-  MAY ( mailAlternateAddress $ nsAccountLock ) )
+  MAY ( mailAlternateAddress $ nsAccountLock $ userAccountControl $ proxyAddresses ) )
 ";
 
 /// Whether slapd and ldap-utils are installed. Missing: SKIP loudly, or fail when
