@@ -8,7 +8,7 @@
 //! user" or "bad password" the directory did not say. Each exchange runs in a task of its
 //! own, so a malformed reply that makes `ldap3` panic ends that task only.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
@@ -64,21 +64,36 @@ pub fn roots(pem: &str) -> Result<rustls::RootCertStore> {
     Ok(roots)
 }
 
-fn settings(config: &DirectoryConfig) -> Result<LdapConnSettings> {
-    let mut settings = LdapConnSettings::new()
-        .set_conn_timeout(CONNECT_TIMEOUT)
-        .set_starttls(config.starttls);
-    if !config.ca_pem.is_empty() {
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StoreError::Internal(format!("TLS: {e}")))?
-        .with_root_certificates(roots(&config.ca_pem)?)
-        .with_no_client_auth();
-        settings = settings.set_config(Arc::new(tls));
+/// The system's CA certificates, read once (a directory without `--ca-file`).
+static SYSTEM_ROOTS: LazyLock<Arc<rustls::RootCertStore>> = LazyLock::new(|| {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "reading the system's CA certificates");
     }
-    Ok(settings)
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    tracing::debug!(added, ignored, "system CA certificates for directories");
+    Arc::new(roots)
+});
+
+fn settings(config: &DirectoryConfig) -> Result<LdapConnSettings> {
+    let roots = if config.ca_pem.is_empty() {
+        SYSTEM_ROOTS.clone()
+    } else {
+        Arc::new(roots(&config.ca_pem)?)
+    };
+    // Always our own TLS configuration, with the provider named: never a process default.
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::Internal(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(LdapConnSettings::new()
+        .set_conn_timeout(CONNECT_TIMEOUT)
+        .set_starttls(config.starttls)
+        .set_config(Arc::new(tls)))
 }
 
 /// Runs `exchange` on a fresh connection bound as the service account, in a task of its own,
