@@ -59,7 +59,9 @@ pub fn have_slapd() -> bool {
 /// A running slapd; killed (SIGKILL) when dropped.
 pub struct Slapd {
     dir: PathBuf,
+    /// ldap:// (StartTLS offered) and ldaps:// (TLS from the start).
     pub port: u16,
+    pub ldaps_port: u16,
     /// PEM of the CA that signed the server's certificate (for `--ca-file`).
     pub ca_file: PathBuf,
     child: Option<Child>,
@@ -103,6 +105,7 @@ access to * by * read
         let mut slapd = Slapd {
             dir: dir.to_path_buf(),
             port: free_port(IpAddr::from([127, 0, 0, 1]), false),
+            ldaps_port: free_port(IpAddr::from([127, 0, 0, 1]), false),
             ca_file,
             child: None,
             starts: 0,
@@ -115,7 +118,11 @@ access to * by * read
         format!("ldap://127.0.0.1:{}", self.port)
     }
 
-    /// Starts slapd (again) on the same port and data, and waits until it answers.
+    pub fn ldaps_url(&self) -> String {
+        format!("ldaps://127.0.0.1:{}", self.ldaps_port)
+    }
+
+    /// Starts slapd (again) on the same ports and data, and waits until it answers.
     fn run(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.dir.join(format!("slapd-{}.log", self.starts)))
@@ -124,7 +131,12 @@ access to * by * read
         let child = Command::new(SLAPD)
             .arg("-f")
             .arg(self.dir.join("slapd.conf"))
-            .args(["-h", &format!("{}/", self.url()), "-d", "0"])
+            .args([
+                "-h",
+                &format!("{}/ {}/", self.url(), self.ldaps_url()),
+                "-d",
+                "0",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))

@@ -224,17 +224,18 @@ fn directory_domain_next_to_a_password_file_domain() {
     let r = s.cmd("MAIL FROM:<sales@example.org>").unwrap();
     assert!(r.starts_with("250 "), "{r}");
 
-    // An AD-shaped directory domain: logins by local part (%u), proxyAddresses (smtp:/SMTP:
-    // stripped, X500: ignored) as aliases, userAccountControl's ACCOUNTDISABLE honoured.
+    // An AD-shaped directory domain over ldaps://: logins by local part (%u), proxyAddresses
+    // (smtp:/SMTP: stripped, X500: ignored) as aliases, userAccountControl's ACCOUNTDISABLE
+    // honoured.
     let ca = slapd.ca_file.to_str().expect("utf-8 path");
+    let ldaps = slapd.ldaps_url();
     c.ctl_ok(
         &[
             "domain",
             "add",
             AD_DOMAIN,
             "--directory",
-            &url,
-            "--starttls",
+            &ldaps,
             "--ca-file",
             ca,
             "--bind-dn",
@@ -261,6 +262,50 @@ fn directory_domain_next_to_a_password_file_domain() {
         .unwrap();
     assert!(r.starts_with("250 "), "{r}");
     assert!(has_mail(&c, "erin@corp.example", "erin-pw", "to info"));
+    // The directory's certificate is checked: without the test CA (the system's roots only)
+    // there is no directory to ask. `domain set` without a password keeps the stored one.
+    c.ctl_ok(
+        &[
+            "domain",
+            "set",
+            AD_DOMAIN,
+            "--directory",
+            &ldaps,
+            "--bind-dn",
+            SERVICE_DN,
+            "--base",
+            CORP,
+            "--filter",
+            "(uid=%u)",
+            "--alias-attr",
+            "proxyAddresses",
+        ],
+        None,
+    );
+    let r = pop3_login(&c, "erin@corp.example", "erin-pw");
+    assert!(r.starts_with("-ERR [SYS/TEMP]"), "{r}");
+    c.ctl_ok(
+        &[
+            "domain",
+            "set",
+            AD_DOMAIN,
+            "--directory",
+            &ldaps,
+            "--ca-file",
+            ca,
+            "--bind-dn",
+            SERVICE_DN,
+            "--base",
+            CORP,
+            "--filter",
+            "(uid=%u)",
+            "--alias-attr",
+            "proxyAddresses",
+        ],
+        None,
+    );
+    let r = pop3_login(&c, "erin@corp.example", "erin-pw");
+    assert!(r.starts_with("+OK"), "{r}");
 
     // The password-file domain, side by side.
     assert!(pop3_login(&c, &carol, "pw-carol").starts_with("+OK"));
