@@ -105,7 +105,7 @@ where
     Fut: std::future::Future<Output = Result<T>> + Send,
 {
     let config = config.clone();
-    let task = tokio::spawn(async move {
+    let mut task = tokio::spawn(async move {
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings(&config)?, &config.url)
             .await
             .map_err(|e| unavailable(format!("cannot connect to {}: {e}", config.url)))?;
@@ -126,10 +126,13 @@ where
         let _ = ldap_end.unbind().await;
         result
     });
-    match tokio::time::timeout(EXCHANGE_TIMEOUT, task).await {
+    match tokio::time::timeout(EXCHANGE_TIMEOUT, &mut task).await {
         Ok(Ok(result)) => result,
         Ok(Err(e)) => Err(unavailable(format!("directory exchange failed: {e}"))),
-        Err(_) => Err(unavailable("directory exchange timed out")),
+        Err(_) => {
+            task.abort();
+            Err(unavailable("directory exchange timed out"))
+        }
     }
 }
 
