@@ -123,7 +123,10 @@ where
         }
         let mut ldap_end = ldap.clone();
         let result = exchange(ldap).await;
-        let _ = ldap_end.unbind().await;
+        // The answer does not wait for the goodbye (an unbind has no reply, RFC 4511 §4.3).
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(OPERATION_TIMEOUT, ldap_end.unbind()).await;
+        });
         result
     });
     match tokio::time::timeout(EXCHANGE_TIMEOUT, &mut task).await {
