@@ -288,3 +288,92 @@ pub async fn login(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(alias_attr: &str) -> DirectoryConfig {
+        DirectoryConfig {
+            url: "ldaps://dc".into(),
+            bind_dn: "cn=s".into(),
+            bind_password: "p".into(),
+            base: "dc=x".into(),
+            filter: "(mail=%s)".into(),
+            alias_attr: alias_attr.into(),
+            disabled_filter: "(nsAccountLock=TRUE)".into(),
+            starttls: false,
+            insecure_plaintext: false,
+            ca_pem: String::new(),
+        }
+    }
+
+    fn entry(attrs: &[(&str, &[&str])]) -> SearchEntry {
+        SearchEntry {
+            dn: "cn=Erin,ou=staff,dc=corp,dc=example".into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            bin_attrs: HashMap::new(),
+        }
+    }
+
+    fn addr(s: &str) -> Address {
+        Address::parse(s).unwrap()
+    }
+
+    #[test]
+    fn the_mailbox_is_the_mail_value_in_the_domain() {
+        let e = entry(&[
+            ("mail", &["erin@other.example", "Erin@Corp.Example"]),
+            (
+                "proxyAddresses",
+                &[
+                    "SMTP:erin@corp.example",
+                    "smtp:info@corp.example",
+                    "X500:/o=x",
+                ],
+            ),
+        ]);
+        let d = dir_entry(
+            &config("proxyAddresses"),
+            "corp.example",
+            "info@corp.example",
+            e,
+        )
+        .unwrap();
+        assert_eq!(d.mailbox, addr("erin@corp.example"));
+        // Itself is not its own alias; X500 is no address.
+        assert_eq!(d.aliases, vec![addr("info@corp.example")]);
+        // Without a mail value in the domain: the address it was found by.
+        let e = entry(&[("MAIL", &["erin@other.example"])]);
+        let d = dir_entry(
+            &config("mailAlternateAddress"),
+            "corp.example",
+            "erin@corp.example",
+            e,
+        )
+        .unwrap();
+        assert_eq!(d.mailbox, addr("erin@corp.example"));
+    }
+
+    #[test]
+    fn an_ad_account_with_accountdisable_is_nobody() {
+        let c = config("proxyAddresses");
+        let e = |uac: &str| SearchEntry {
+            dn: "cn=Erin,dc=corp,dc=example".into(),
+            attrs: HashMap::from([
+                ("mail".to_string(), vec!["erin@corp.example".to_string()]),
+                ("userAccountControl".to_string(), vec![uac.to_string()]),
+            ]),
+            bin_attrs: HashMap::new(),
+        };
+        assert!(dir_entry(&c, "corp.example", "erin@corp.example", e("514")).is_none());
+        assert!(dir_entry(&c, "corp.example", "erin@corp.example", e("66050")).is_none());
+        assert!(dir_entry(&c, "corp.example", "erin@corp.example", e("512")).is_some());
+        assert!(dir_entry(&c, "corp.example", "erin@corp.example", e("66048")).is_some());
+    }
+}
