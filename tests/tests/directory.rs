@@ -223,6 +223,19 @@ fn directory_domain_next_to_a_password_file_domain() {
     assert!(r.starts_with("235 "), "{r}");
     let r = s.cmd("MAIL FROM:<sales@example.org>").unwrap();
     assert!(r.starts_with("250 "), "{r}");
+    // A DSN to that alias (here: NOTIFY=SUCCESS) reaches alice as well.
+    let r = s.cmd(&format!("RCPT TO:<{carol}> NOTIFY=SUCCESS")).unwrap();
+    assert!(r.starts_with("250 "), "{r}");
+    assert!(s.cmd("DATA").unwrap().starts_with("354"));
+    s.send_raw(&message("from sales")).unwrap();
+    let r = s.cmd(".").unwrap();
+    assert!(r.starts_with("250 "), "{r}");
+    assert!(has_mail(
+        &c,
+        "alice@example.org",
+        "alice-pw",
+        "Successful Mail Delivery Report"
+    ));
 
     // An AD-shaped directory domain over ldaps://: logins by local part (%u), proxyAddresses
     // (smtp:/SMTP: stripped, X500: ignored) as aliases, userAccountControl's ACCOUNTDISABLE
