@@ -22,6 +22,11 @@ pub const FENCED_COMMITS: &str = "mailroot_fenced_commits_total";
 pub const RETENTION_EXPIRED: &str = "mailroot_retention_expired_total";
 /// POP3 logins refused by LOGIN-DELAY.
 pub const LOGIN_DELAY_REFUSALS: &str = "mailroot_login_delay_refusals_total";
+/// Questions to domains' directories (LDAP); `op` = lookup | login, `result` = cached |
+/// found | not_found (lookups) | ok | refused (logins) | unavailable.
+pub const DIRECTORY_REQUESTS: &str = "mailroot_directory_requests_total";
+/// Time to get a directory's answer (connect, binds, searches), whatever it was.
+pub const DIRECTORY_SECONDS: &str = "mailroot_directory_seconds";
 /// Time a password check or hash waited for an Argon2id slot (one per core).
 pub const PASSWORD_HASH_WAIT_SECONDS: &str = "mailroot_password_hash_wait_seconds";
 
@@ -51,6 +56,15 @@ pub fn describe() {
     describe_counter!(
         QUOTA_REFUSALS,
         "Deliveries or RCPTs refused for quota, by scope (mailbox, domain) and reason (full, too_big)"
+    );
+    describe_counter!(
+        DIRECTORY_REQUESTS,
+        "Directory (LDAP) lookups and logins, by op (lookup, login) and result (cached, found, not_found, ok, refused, unavailable)"
+    );
+    describe_histogram!(
+        DIRECTORY_SECONDS,
+        Unit::Seconds,
+        "Time to get a directory's answer (connect, binds, searches), cache misses only"
     );
     describe_counter!(
         THROTTLE_EVENTS,

@@ -84,6 +84,9 @@ async fn a_closed_port_is_unavailable_and_an_empty_password_never_reaches_it() {
     assert!(unavailable(&r), "{r:?}");
     let r = store.authenticate("bob@example.org", "", "").await;
     assert!(matches!(r, Err(StoreError::BadCredentials)), "{r:?}");
+    // Its users and passwords are the directory's.
+    let r = store.add_mailbox("bob@example.org", "local-pw").await;
+    assert!(matches!(r, Err(StoreError::InvalidArgument(_))), "{r:?}");
 }
 
 #[tokio::test]

@@ -5,7 +5,9 @@
 //!
 //! The schema adds, under the RFC 5612 documentation enterprise number, what Debian's
 //! schemas lack and a mail directory has: `mailAlternateAddress` (aliases, as in Sun/389-DS
-//! directories) and `nsAccountLock` (a disabled account, as in 389-DS/FreeIPA).
+//! directories), `nsAccountLock` (a disabled account, as in 389-DS/FreeIPA), and Active
+//! Directory's `userAccountControl` and `proxyAddresses`, so that AD-shaped entries can be
+//! tested too.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -27,8 +29,13 @@ attributetype ( 1.3.6.1.4.1.32473.1.1.1 NAME 'mailAlternateAddress'
   SYNTAX 1.3.6.1.4.1.1466.115.121.1.26 )
 attributetype ( 1.3.6.1.4.1.32473.1.1.2 NAME 'nsAccountLock'
   EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.32473.1.1.3 NAME 'userAccountControl'
+  EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.32473.1.1.4 NAME 'proxyAddresses'
+  EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
 objectclass ( 1.3.6.1.4.1.32473.1.2.1 NAME 'mailrootTestUser' AUXILIARY
-  MAY ( mailAlternateAddress $ nsAccountLock ) )
+  MAY ( mailAlternateAddress $ nsAccountLock $ userAccountControl $ proxyAddresses ) )
 ";
 
 /// Whether slapd and ldap-utils are installed. Missing: SKIP loudly, or fail when
@@ -52,7 +59,9 @@ pub fn have_slapd() -> bool {
 /// A running slapd; killed (SIGKILL) when dropped.
 pub struct Slapd {
     dir: PathBuf,
+    /// ldap:// (StartTLS offered) and ldaps:// (TLS from the start).
     pub port: u16,
+    pub ldaps_port: u16,
     /// PEM of the CA that signed the server's certificate (for `--ca-file`).
     pub ca_file: PathBuf,
     child: Option<Child>,
@@ -96,6 +105,7 @@ access to * by * read
         let mut slapd = Slapd {
             dir: dir.to_path_buf(),
             port: free_port(IpAddr::from([127, 0, 0, 1]), false),
+            ldaps_port: free_port(IpAddr::from([127, 0, 0, 1]), false),
             ca_file,
             child: None,
             starts: 0,
@@ -108,7 +118,11 @@ access to * by * read
         format!("ldap://127.0.0.1:{}", self.port)
     }
 
-    /// Starts slapd (again) on the same port and data, and waits until it answers.
+    pub fn ldaps_url(&self) -> String {
+        format!("ldaps://127.0.0.1:{}", self.ldaps_port)
+    }
+
+    /// Starts slapd (again) on the same ports and data, and waits until it answers.
     fn run(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.dir.join(format!("slapd-{}.log", self.starts)))
@@ -117,7 +131,12 @@ access to * by * read
         let child = Command::new(SLAPD)
             .arg("-f")
             .arg(self.dir.join("slapd.conf"))
-            .args(["-h", &format!("{}/", self.url()), "-d", "0"])
+            .args([
+                "-h",
+                &format!("{}/ {}/", self.url(), self.ldaps_url()),
+                "-d",
+                "0",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))

@@ -36,8 +36,29 @@ fn ldif() -> String {
         user("bob", "bob-pw", ""),
         // Disabled (the default disabled filter's nsAccountLock=TRUE).
         user("dave", "dave-pw", "nsAccountLock: TRUE\n"),
+        // Active Directory-shaped users of AD_DOMAIN: proxyAddresses, userAccountControl.
+        format!("dn: {CORP}\nobjectClass: organizationalUnit\nou: corp\n"),
+        ad_user(
+            "erin",
+            "512",
+            "proxyAddresses: SMTP:erin@corp.example\nproxyAddresses: smtp:info@corp.example\n\
+             proxyAddresses: X500:/o=corp/cn=erin\n",
+        ),
+        // ACCOUNTDISABLE (0x2) set.
+        ad_user("frank", "514", ""),
     ]
     .join("\n")
+}
+
+const AD_DOMAIN: &str = "corp.example";
+const CORP: &str = "ou=corp,dc=example,dc=org";
+
+fn ad_user(uid: &str, uac: &str, extra: &str) -> String {
+    format!(
+        "dn: uid={uid},{CORP}\nobjectClass: inetOrgPerson\nobjectClass: mailrootTestUser\n\
+         uid: {uid}\ncn: {uid}\nsn: {uid}\nmail: {uid}@{AD_DOMAIN}\nuserPassword: {uid}-pw\n\
+         userAccountControl: {uac}\n{extra}"
+    )
 }
 
 /// `domain add|set DIR_DOMAIN` arguments for the test directory.
@@ -159,6 +180,13 @@ fn directory_domain_next_to_a_password_file_domain() {
     assert!(r.starts_with("235 "), "{r}");
     let r = smtp_auth(&c, "alice@example.org", "alice-wrong");
     assert!(r.starts_with("535 "), "{r}");
+    // Refused directory logins count in the store's throttle like any other.
+    let t = c.ctl_ok(&["throttle", "list", "alice@example.org"], None);
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("user+ip") && l.contains("alice@example.org")),
+        "{t}"
+    );
     // An empty password is no login (an LDAP bind without one is anonymous).
     let r = smtp_auth(&c, "alice@example.org", "");
     assert!(r.starts_with("535 ") || r.starts_with("501 "), "{r}");
@@ -195,6 +223,102 @@ fn directory_domain_next_to_a_password_file_domain() {
     assert!(r.starts_with("235 "), "{r}");
     let r = s.cmd("MAIL FROM:<sales@example.org>").unwrap();
     assert!(r.starts_with("250 "), "{r}");
+    // A DSN to that alias (here: NOTIFY=SUCCESS) reaches alice as well.
+    let r = s.cmd(&format!("RCPT TO:<{carol}> NOTIFY=SUCCESS")).unwrap();
+    assert!(r.starts_with("250 "), "{r}");
+    assert!(s.cmd("DATA").unwrap().starts_with("354"));
+    s.send_raw(&message("from sales")).unwrap();
+    let r = s.cmd(".").unwrap();
+    assert!(r.starts_with("250 "), "{r}");
+    assert!(has_mail(
+        &c,
+        "alice@example.org",
+        "alice-pw",
+        "Successful Mail Delivery Report"
+    ));
+
+    // An AD-shaped directory domain over ldaps://: logins by local part (%u), proxyAddresses
+    // (smtp:/SMTP: stripped, X500: ignored) as aliases, userAccountControl's ACCOUNTDISABLE
+    // honoured.
+    let ca = slapd.ca_file.to_str().expect("utf-8 path");
+    let ldaps = slapd.ldaps_url();
+    c.ctl_ok(
+        &[
+            "domain",
+            "add",
+            AD_DOMAIN,
+            "--directory",
+            &ldaps,
+            "--ca-file",
+            ca,
+            "--bind-dn",
+            SERVICE_DN,
+            "--bind-password-stdin",
+            "--base",
+            CORP,
+            "--filter",
+            "(&(objectClass=inetOrgPerson)(uid=%u))",
+            "--alias-attr",
+            "proxyAddresses",
+        ],
+        Some(&format!("{SERVICE_PW}\n")),
+    );
+    let r = pop3_login(&c, "erin@corp.example", "erin-pw");
+    assert!(r.starts_with("+OK"), "{r}");
+    let r = pop3_login(&c, "frank@corp.example", "frank-pw");
+    assert!(r.starts_with("-ERR") && !r.contains("SYS/TEMP"), "{r}");
+    let r = rcpt(&c, "frank@corp.example");
+    assert!(r.starts_with("550 5.1.1"), "{r}");
+    let mut s = SmtpClient::connect(c.fe(0).smtp).unwrap();
+    let r = s
+        .send_mail("x@remote.test", &["info@corp.example"], &message("to info"))
+        .unwrap();
+    assert!(r.starts_with("250 "), "{r}");
+    assert!(has_mail(&c, "erin@corp.example", "erin-pw", "to info"));
+    // The directory's certificate is checked: without the test CA (the system's roots only)
+    // there is no directory to ask. `domain set` without a password keeps the stored one.
+    c.ctl_ok(
+        &[
+            "domain",
+            "set",
+            AD_DOMAIN,
+            "--directory",
+            &ldaps,
+            "--bind-dn",
+            SERVICE_DN,
+            "--base",
+            CORP,
+            "--filter",
+            "(uid=%u)",
+            "--alias-attr",
+            "proxyAddresses",
+        ],
+        None,
+    );
+    let r = pop3_login(&c, "erin@corp.example", "erin-pw");
+    assert!(r.starts_with("-ERR [SYS/TEMP]"), "{r}");
+    c.ctl_ok(
+        &[
+            "domain",
+            "set",
+            AD_DOMAIN,
+            "--directory",
+            &ldaps,
+            "--ca-file",
+            ca,
+            "--bind-dn",
+            SERVICE_DN,
+            "--base",
+            CORP,
+            "--filter",
+            "(uid=%u)",
+            "--alias-attr",
+            "proxyAddresses",
+        ],
+        None,
+    );
+    let r = pop3_login(&c, "erin@corp.example", "erin-pw");
+    assert!(r.starts_with("+OK"), "{r}");
 
     // The password-file domain, side by side.
     assert!(pop3_login(&c, &carol, "pw-carol").starts_with("+OK"));
@@ -213,6 +337,9 @@ fn directory_domain_next_to_a_password_file_domain() {
     assert!(r.starts_with("-ERR [SYS/TEMP]"), "{r}");
     let r = smtp_auth(&c, "bob@example.org", "bob-pw");
     assert!(r.starts_with("454 4.7.0"), "{r}");
+    // Not the user's fault: no failed login is counted.
+    let t = c.ctl_ok(&["throttle", "list", "bob@example.org"], None);
+    assert_eq!(t.lines().count(), 1, "only the header: {t}");
     // A wrong password cannot be told from a right one without the directory.
     let r = pop3_login(&c, "alice@example.org", "not-alices");
     assert!(r.starts_with("-ERR [SYS/TEMP]"), "{r}");
@@ -236,6 +363,18 @@ fn directory_domain_next_to_a_password_file_domain() {
     assert!(r.starts_with("250 "), "{r}");
     let r = smtp_auth(&c, "bob@example.org", "bob-pw");
     assert!(r.starts_with("235 "), "{r}");
+
+    // Users and passwords of the domain are the directory's.
+    let out = c.ctl(
+        &["mailbox", "add", "eve@example.org", "--password-stdin"],
+        Some("eve-pw\n"),
+    );
+    assert!(!out.status.success(), "{out:?}");
+    let out = c.ctl(
+        &["mailbox", "passwd", "bob@example.org", "--password-stdin"],
+        Some("new-pw\n"),
+    );
+    assert!(!out.status.success(), "{out:?}");
 
     // A lock in mailroot holds for a directory user too.
     c.ctl_ok(&["mailbox", "lock", "bob@example.org"], None);

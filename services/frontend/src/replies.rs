@@ -53,6 +53,7 @@ pub fn smtp_auth(result: Result<proto::v1::AuthenticateReply, Status>) -> smtp::
                 | Reason::UnknownMailbox
                 | Reason::Locked,
             ) => smtp::AuthVerdict::Invalid,
+            // DirectoryUnavailable included: 454 4.7.0, never 535.
             _ => {
                 log_temp("SMTP AUTH", &status);
                 smtp::AuthVerdict::TempFailure
@@ -129,7 +130,8 @@ pub fn auth(result: &Result<proto::v1::OpenMaildropReply, Status>) -> pop3::Auth
             Some(Reason::Locked) => pop3::AuthOutcome::Locked,
             Some(Reason::InUse) => pop3::AuthOutcome::InUse,
             Some(Reason::LoginDelay) => pop3::AuthOutcome::LoginDelay,
-            // Throttled and store trouble: try again later.
+            // Throttled, a directory that did not answer (DirectoryUnavailable: never a bad
+            // password) and store trouble: try again later, -ERR [SYS/TEMP].
             _ => {
                 log_temp("POP3 login", status);
                 pop3::AuthOutcome::TempFailure
@@ -159,4 +161,35 @@ pub fn commit(result: Result<u32, Status>) -> Result<(), pop3::CommitError> {
             pop3::CommitError::TempFailure
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(reason: Reason) -> Status {
+        let mut s = Status::failed_precondition("x");
+        reason.attach(&mut s);
+        s
+    }
+
+    #[test]
+    fn an_unavailable_directory_is_always_try_later() {
+        let s = || status(Reason::DirectoryUnavailable);
+        assert_eq!(
+            rcpt(Err(s()), false),
+            smtp::RcptVerdict::DirectoryUnavailable
+        );
+        assert_eq!(smtp_auth(Err(s())), smtp::AuthVerdict::TempFailure);
+        assert!(matches!(auth(&Err(s())), pop3::AuthOutcome::TempFailure));
+        // Bad credentials stay what they are.
+        assert_eq!(
+            smtp_auth(Err(status(Reason::BadCredentials))),
+            smtp::AuthVerdict::Invalid
+        );
+        assert!(matches!(
+            auth(&Err(status(Reason::BadCredentials))),
+            pop3::AuthOutcome::BadCredentials
+        ));
+    }
 }

@@ -8,7 +8,7 @@
 //! user" or "bad password" the directory did not say. Each exchange runs in a task of its
 //! own, so a malformed reply that makes `ldap3` panic ends that task only.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
@@ -64,21 +64,36 @@ pub fn roots(pem: &str) -> Result<rustls::RootCertStore> {
     Ok(roots)
 }
 
-fn settings(config: &DirectoryConfig) -> Result<LdapConnSettings> {
-    let mut settings = LdapConnSettings::new()
-        .set_conn_timeout(CONNECT_TIMEOUT)
-        .set_starttls(config.starttls);
-    if !config.ca_pem.is_empty() {
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StoreError::Internal(format!("TLS: {e}")))?
-        .with_root_certificates(roots(&config.ca_pem)?)
-        .with_no_client_auth();
-        settings = settings.set_config(Arc::new(tls));
+/// The system's CA certificates, read once (a directory without `--ca-file`).
+static SYSTEM_ROOTS: LazyLock<Arc<rustls::RootCertStore>> = LazyLock::new(|| {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "reading the system's CA certificates");
     }
-    Ok(settings)
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    tracing::debug!(added, ignored, "system CA certificates for directories");
+    Arc::new(roots)
+});
+
+fn settings(config: &DirectoryConfig) -> Result<LdapConnSettings> {
+    let roots = if config.ca_pem.is_empty() {
+        SYSTEM_ROOTS.clone()
+    } else {
+        Arc::new(roots(&config.ca_pem)?)
+    };
+    // Always our own TLS configuration, with the provider named: never a process default.
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::Internal(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(LdapConnSettings::new()
+        .set_conn_timeout(CONNECT_TIMEOUT)
+        .set_starttls(config.starttls)
+        .set_config(Arc::new(tls)))
 }
 
 /// Runs `exchange` on a fresh connection bound as the service account, in a task of its own,
@@ -90,7 +105,7 @@ where
     Fut: std::future::Future<Output = Result<T>> + Send,
 {
     let config = config.clone();
-    let task = tokio::spawn(async move {
+    let mut task = tokio::spawn(async move {
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings(&config)?, &config.url)
             .await
             .map_err(|e| unavailable(format!("cannot connect to {}: {e}", config.url)))?;
@@ -108,13 +123,19 @@ where
         }
         let mut ldap_end = ldap.clone();
         let result = exchange(ldap).await;
-        let _ = ldap_end.unbind().await;
+        // The answer does not wait for the goodbye (an unbind has no reply, RFC 4511 §4.3).
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(OPERATION_TIMEOUT, ldap_end.unbind()).await;
+        });
         result
     });
-    match tokio::time::timeout(EXCHANGE_TIMEOUT, task).await {
+    match tokio::time::timeout(EXCHANGE_TIMEOUT, &mut task).await {
         Ok(Ok(result)) => result,
         Ok(Err(e)) => Err(unavailable(format!("directory exchange failed: {e}"))),
-        Err(_) => Err(unavailable("directory exchange timed out")),
+        Err(_) => {
+            task.abort();
+            Err(unavailable("directory exchange timed out"))
+        }
     }
 }
 
@@ -134,7 +155,11 @@ async fn search(
         .map_err(|e| unavailable(format!("{}: search: {e}", config.url)))?
         .non_error()
         .map_err(|e| unavailable(format!("{}: search: {e}", config.url)))?;
-    let entries: Vec<SearchEntry> = entries.into_iter().map(SearchEntry::construct).collect();
+    let entries: Vec<SearchEntry> = entries
+        .into_iter()
+        .filter(is_entry)
+        .map(SearchEntry::construct)
+        .collect();
     let entry = match entries.len() {
         0 => return Ok(None),
         1 => entries.into_iter().next().expect("one entry"),
@@ -161,7 +186,13 @@ async fn disabled(ldap: &mut ldap3::Ldap, config: &DirectoryConfig, dn: &str) ->
         .map_err(|e| unavailable(format!("{}: search: {e}", config.url)))?
         .non_error()
         .map_err(|e| unavailable(format!("{}: search: {e}", config.url)))?;
-    Ok(!entries.is_empty())
+    Ok(entries.iter().any(is_entry))
+}
+
+/// An entry, not a continuation reference (RFC 4511 §4.5.3: AD answers searches at a
+/// domain's root with references to its other partitions) nor an intermediate response.
+fn is_entry(e: &ldap3::ResultEntry) -> bool {
+    !e.is_ref() && !e.is_intermediate()
 }
 
 fn attr<'a>(entry: &'a SearchEntry, name: &str) -> &'a [String] {
@@ -256,4 +287,93 @@ pub async fn login(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(alias_attr: &str) -> DirectoryConfig {
+        DirectoryConfig {
+            url: "ldaps://dc".into(),
+            bind_dn: "cn=s".into(),
+            bind_password: "p".into(),
+            base: "dc=x".into(),
+            filter: "(mail=%s)".into(),
+            alias_attr: alias_attr.into(),
+            disabled_filter: "(nsAccountLock=TRUE)".into(),
+            starttls: false,
+            insecure_plaintext: false,
+            ca_pem: String::new(),
+        }
+    }
+
+    fn entry(attrs: &[(&str, &[&str])]) -> SearchEntry {
+        SearchEntry {
+            dn: "cn=Erin,ou=staff,dc=corp,dc=example".into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            bin_attrs: HashMap::new(),
+        }
+    }
+
+    fn addr(s: &str) -> Address {
+        Address::parse(s).unwrap()
+    }
+
+    #[test]
+    fn the_mailbox_is_the_mail_value_in_the_domain() {
+        let e = entry(&[
+            ("mail", &["erin@other.example", "Erin@Corp.Example"]),
+            (
+                "proxyAddresses",
+                &[
+                    "SMTP:erin@corp.example",
+                    "smtp:info@corp.example",
+                    "X500:/o=x",
+                ],
+            ),
+        ]);
+        let d = dir_entry(
+            &config("proxyAddresses"),
+            "corp.example",
+            "info@corp.example",
+            e,
+        )
+        .unwrap();
+        assert_eq!(d.mailbox, addr("erin@corp.example"));
+        // Itself is not its own alias; X500 is no address.
+        assert_eq!(d.aliases, vec![addr("info@corp.example")]);
+        // Without a mail value in the domain: the address it was found by.
+        let e = entry(&[("MAIL", &["erin@other.example"])]);
+        let d = dir_entry(
+            &config("mailAlternateAddress"),
+            "corp.example",
+            "erin@corp.example",
+            e,
+        )
+        .unwrap();
+        assert_eq!(d.mailbox, addr("erin@corp.example"));
+    }
+
+    #[test]
+    fn an_ad_account_with_accountdisable_is_nobody() {
+        let c = config("proxyAddresses");
+        let e = |uac: &str| SearchEntry {
+            dn: "cn=Erin,dc=corp,dc=example".into(),
+            attrs: HashMap::from([
+                ("mail".to_string(), vec!["erin@corp.example".to_string()]),
+                ("userAccountControl".to_string(), vec![uac.to_string()]),
+            ]),
+            bin_attrs: HashMap::new(),
+        };
+        assert!(dir_entry(&c, "corp.example", "erin@corp.example", e("514")).is_none());
+        assert!(dir_entry(&c, "corp.example", "erin@corp.example", e("66050")).is_none());
+        assert!(dir_entry(&c, "corp.example", "erin@corp.example", e("512")).is_some());
+        assert!(dir_entry(&c, "corp.example", "erin@corp.example", e("66048")).is_some());
+    }
 }

@@ -13,7 +13,7 @@
 //! This module must not decide about mailboxes, quotas or locks, and it never returns or
 //! logs the service account's password.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::names::Address;
@@ -26,6 +26,11 @@ pub mod filter;
 pub use cache::DEFAULT_TTL;
 pub use client::LoginResult;
 pub use config::{DEFAULT_ALIAS_ATTR, DEFAULT_DISABLED_FILTER, DEFAULT_FILTER, DirectoryConfig};
+
+fn count(op: &'static str, result: &'static str) {
+    metrics::counter!(crate::metrics::DIRECTORY_REQUESTS, "op" => op, "result" => result)
+        .increment(1);
+}
 
 /// A user as the directory has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,12 +64,20 @@ impl Directories {
         address: &Address,
     ) -> Result<Option<DirEntry>> {
         if let Some(entry) = self.cache.entry(address) {
+            count("lookup", "cached");
             return Ok(Some(entry));
         }
         let since = self.cache.generation();
-        let found = client::lookup(config, &address.domain, &address.to_string()).await?;
-        if let Some(entry) = &found {
-            self.cache.put_entry(address, entry, since);
+        let started = Instant::now();
+        let found = client::lookup(config, &address.domain, &address.to_string()).await;
+        metrics::histogram!(crate::metrics::DIRECTORY_SECONDS).record(started.elapsed());
+        let found = found.inspect_err(|_| count("lookup", "unavailable"))?;
+        match &found {
+            Some(entry) => {
+                count("lookup", "found");
+                self.cache.put_entry(address, entry, since);
+            }
+            None => count("lookup", "not_found"),
         }
         Ok(found)
     }
@@ -81,13 +94,21 @@ impl Directories {
             return Ok(LoginResult::Refused);
         }
         if let Some(entry) = self.cache.login(address, password) {
+            count("login", "cached");
             return Ok(LoginResult::Ok(entry));
         }
         let since = self.cache.generation();
-        let result = client::login(config, &address.domain, &address.to_string(), password).await?;
-        if let LoginResult::Ok(entry) = &result {
-            self.cache.put_login(address, password, entry, since);
-            self.cache.put_entry(address, entry, since);
+        let started = Instant::now();
+        let result = client::login(config, &address.domain, &address.to_string(), password).await;
+        metrics::histogram!(crate::metrics::DIRECTORY_SECONDS).record(started.elapsed());
+        let result = result.inspect_err(|_| count("login", "unavailable"))?;
+        match &result {
+            LoginResult::Ok(entry) => {
+                count("login", "ok");
+                self.cache.put_login(address, password, entry, since);
+                self.cache.put_entry(address, entry, since);
+            }
+            LoginResult::Refused => count("login", "refused"),
         }
         Ok(result)
     }

@@ -114,8 +114,10 @@ impl Store {
         let _admin = self.inner.admin.lock().await;
         {
             let state = self.state();
-            if !state.domains.contains_key(&addr.domain) {
-                return Err(StoreError::UnknownDomain(addr.domain.clone()));
+            match state.domains.get(&addr.domain) {
+                None => return Err(StoreError::UnknownDomain(addr.domain.clone())),
+                Some(d) if d.directory.is_some() => return Err(directory_owns(&addr)),
+                Some(_) => {}
             }
             if state.mailboxes.contains_key(&addr) {
                 return Err(StoreError::MailboxExists(addr.to_string()));
@@ -187,6 +189,9 @@ impl Store {
     pub async fn set_password(&self, raw: &str, password: &str) -> Result<()> {
         let addr = Address::parse(raw)?;
         check_password(password)?;
+        if self.directory_of(&addr.domain).is_some() {
+            return Err(directory_owns(&addr));
+        }
         let hash = self.hash(password).await?;
         let _admin = self.inner.admin.lock().await;
         self.update_mailbox(&addr, |mb| mb.password_hash = hash)
@@ -428,6 +433,15 @@ impl Store {
             serde_json::to_vec_pretty(v).map_err(|e| StoreError::Internal(e.to_string()))?;
         self.inner.objects.put(path, Bytes::from(bytes)).await
     }
+}
+
+/// `mailbox add` / `passwd` in a domain whose users and passwords are in a directory.
+fn directory_owns(addr: &Address) -> StoreError {
+    StoreError::InvalidArgument(format!(
+        "{} takes its users and passwords from its directory: {addr}'s mailbox is made at its \
+         first delivery or login, its password is changed in the directory",
+        addr.domain
+    ))
 }
 
 fn check_password(password: &str) -> Result<()> {

@@ -1,5 +1,6 @@
 //! Credentials: login names, aliases, throttling, and the password check itself (bounded and
-//! cached in `auth.rs`); SMTP AUTH.
+//! cached in `auth.rs`); SMTP AUTH. A domain bound to a directory has its logins verified
+//! there instead (`directory.rs`), under the same throttle and lock checks.
 
 use crate::throttle;
 

@@ -139,7 +139,14 @@ impl Store {
             tracing::info!(recipients = ?about, "no DSN: the message has the null reverse-path (a DSN itself)");
             return Ok(());
         }
-        let route = self.check_recipient(&notice.sender, 0);
+        // A sender of a directory domain (its address or an alias there) is asked of the
+        // directory; a directory that does not answer makes the DSN fail, to be made again.
+        let (route, from_directory) = self.lookup_recipient(&notice.sender, 0).await?;
+        if from_directory && let Recipient::Mailboxes(targets) = &route {
+            for t in targets {
+                self.ensure_directory_mailbox(t).await?;
+            }
+        }
         let remote = matches!(route, Recipient::RelayDenied) && routable(&notice.sender);
         let targets = match route {
             Recipient::Mailboxes(targets) => targets,
