@@ -545,16 +545,19 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
     let cut_host = docker(&["inspect", "--format", "{{.Config.Hostname}}", &cut]);
     let cluster_net = format!("{}_cluster", c.project);
     let lb_log_lines = || c.run(&["logs", "--no-color", "lb"]).lines().count();
-    let server_state = |after: usize, state: &str| {
+    // The server of `backend` that HAProxy logged as going to `state` after line `after`.
+    let state_in = |backend: &str, after: usize, state: &str| {
         let logs = c.run(&["logs", "--no-color", "lb"]);
+        let prefix = format!("Server {backend}/");
         logs.lines().skip(after).find_map(|l| {
-            let rest = &l[l.find("Server smtp/")? + "Server ".len()..];
+            let rest = &l[l.find(&prefix)? + "Server ".len()..];
             let name = rest.split_whitespace().next()?;
             rest[name.len()..]
                 .starts_with(&format!(" is {state}"))
                 .then(|| name.to_string())
         })
     };
+    let server_state = |after: usize, state: &str| state_in("smtp", after, state);
     let mark = lb_log_lines();
     let cutting = Instant::now();
     docker(&["network", "disconnect", &cluster_net, &cut]);
@@ -575,6 +578,12 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
     );
     let others: std::collections::HashSet<&String> = seen.iter().collect();
     assert_eq!(others.len(), 2, "the other two share the load: {seen:?}");
+    // The same /readyz check takes it out of every backend, POP3 included.
+    let pop3_down = eventually(
+        "HAProxy: the cut front-end is DOWN for POP3 too",
+        Duration::from_secs(30),
+        || state_in("pop3", mark, "DOWN"),
+    );
     let mark = lb_log_lines();
     let restoring = Instant::now();
     docker(&["network", "connect", &cluster_net, &cut]);
@@ -586,6 +595,11 @@ fn compose_cluster_survives_failures_and_keeps_every_acknowledged_message_once()
     eprintln!(
         "{up} UP {:?} after its store link was restored",
         restoring.elapsed()
+    );
+    eventually(
+        "HAProxy: the front-end is UP again for POP3",
+        Duration::from_secs(30),
+        || state_in("pop3", mark, "UP").filter(|name| *name == pop3_down),
     );
     eventually(
         "the restored front-end takes connections",
