@@ -27,27 +27,11 @@ if [ "$(id -u)" -ne 0 ]; then
     exec sudo "$0" "$@"
 fi
 
-PRC=/usr/sbin/policy-rc.d
-PRC_SAVED=""
-PRC_HAD=0
-if [ -e "$PRC" ]; then PRC_HAD=1; PRC_SAVED=$(mktemp); cp -p "$PRC" "$PRC_SAVED"; fi
-# Restore policy-rc.d to exactly its previous content (or absence), whatever happens.
-restore_prc() {
-    if [ "$PRC_HAD" = 1 ]; then cp -p "$PRC_SAVED" "$PRC"; rm -f "$PRC_SAVED"; else rm -f "$PRC"; fi
-}
-trap restore_prc EXIT
-printf '#!/bin/sh\nexit 101\n' > "$PRC"
-chmod 755 "$PRC"
-
-export DEBIAN_FRONTEND=noninteractive
 # Postfix asks which mail configuration to write; "No configuration" writes none.
-echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections || true
 log "installing ${missing[*]}"
-apt-get update
-apt-get install -y --no-install-recommends "${missing[@]}"
-
-restore_prc
-trap - EXIT
+# shellcheck source=tests/apt-no-start.sh
+. "$(dirname "$0")/apt-no-start.sh"
+install_without_starting "postfix postfix/main_mailer_type select No configuration" "${missing[@]}"
 
 # The package's own Postfix should not be running (policy-rc.d said no); if it is, say so and
 # leave it alone: load.sh never talks to it.

@@ -26,28 +26,12 @@ if [ "$(id -u)" -ne 0 ]; then
     exec sudo "$0" "$@"
 fi
 
-PRC=/usr/sbin/policy-rc.d
-PRC_SAVED=""
-PRC_HAD=0
-if [ -e "$PRC" ]; then PRC_HAD=1; PRC_SAVED=$(mktemp); cp -p "$PRC" "$PRC_SAVED"; fi
-# Restore policy-rc.d to exactly its previous content (or absence), whatever happens.
-restore_prc() {
-    if [ "$PRC_HAD" = 1 ]; then cp -p "$PRC_SAVED" "$PRC"; rm -f "$PRC_SAVED"; else rm -f "$PRC"; fi
-}
-trap restore_prc EXIT
-printf '#!/bin/sh\nexit 101\n' > "$PRC"
-chmod 755 "$PRC"
-
-export DEBIAN_FRONTEND=noninteractive
 # "Omit OpenLDAP server configuration": the package makes no database and asks nothing; the
 # test writes its own slapd.conf in its temp dir.
-echo "slapd slapd/no_configuration boolean true" | debconf-set-selections || true
 log "installing ${missing[*]}"
-apt-get update
-apt-get install -y --no-install-recommends "${missing[@]}"
-
-restore_prc
-trap - EXIT
+# shellcheck source=tests/apt-no-start.sh
+. "$(dirname "$0")/apt-no-start.sh"
+install_without_starting "slapd slapd/no_configuration boolean true" "${missing[@]}"
 
 # The package's own slapd should not be running (policy-rc.d said no); if it is, say so and
 # leave it alone: the test's slapd listens on a port of its own.

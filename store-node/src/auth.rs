@@ -41,6 +41,47 @@ use crate::password::Hasher;
 
 type Tagger = Blake2bMac<U32>;
 
+/// Tags of verified (address, password) pairs, `BLAKE2b-MAC(K, address \0 password)`, under
+/// a key `K` drawn at start and never written anywhere (the module doc has the argument).
+/// The password cache here and the directory's login cache (`directory/cache.rs`) keep these
+/// instead of passwords.
+pub struct LoginTags {
+    key: [u8; 32],
+}
+
+impl LoginTags {
+    pub fn new() -> LoginTags {
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        LoginTags { key }
+    }
+
+    fn mac(&self, addr: &Address, password: &str) -> Tagger {
+        let mut mac =
+            <Tagger as KeyInit>::new_from_slice(&self.key).expect("BLAKE2b accepts a 32-byte key");
+        mac.update(addr.to_string().as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_bytes());
+        mac
+    }
+
+    pub fn tag(&self, addr: &Address, password: &str) -> [u8; 32] {
+        self.mac(addr, password).finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is this pair's, compared in constant time (`Mac::verify_slice`).
+    pub fn matches(&self, addr: &Address, password: &str, tag: &[u8; 32]) -> bool {
+        self.mac(addr, password).verify_slice(tag).is_ok()
+    }
+}
+
+impl Default for LoginTags {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Default lifetime of a cached credential.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(3600);
 /// Most cached credentials; the oldest half is dropped when full.
@@ -58,7 +99,7 @@ pub struct Credentials {
     /// Bounds concurrent Argon2id computations (each takes ~19 MiB): logins queue, memory
     /// stays flat.
     permits: Semaphore,
-    key: [u8; 32],
+    tags: LoginTags,
     ttl: Duration,
     cache: Mutex<HashMap<Address, Entry>>,
     /// Verified against when a login names no mailbox, so that unknown users cost as much
@@ -73,28 +114,16 @@ impl Credentials {
     pub fn new(auth_guid: &str, ttl: Duration) -> Result<Credentials> {
         let hasher = Hasher::new(auth_guid);
         let dummy_hash = hasher.hash(&uuid::Uuid::new_v4().to_string())?;
-        let mut key = [0u8; 32];
-        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Credentials {
             hasher,
             permits: Semaphore::new(cores),
-            key,
+            tags: LoginTags::new(),
             ttl,
             cache: Mutex::new(HashMap::new()),
             dummy_hash,
             argon_runs: AtomicU64::new(0),
         })
-    }
-
-    fn tag(&self, addr: &Address, password: &str) -> Tagger {
-        let mut mac =
-            <Tagger as KeyInit>::new_from_slice(&self.key).expect("BLAKE2b accepts a 32-byte key");
-        mac.update(addr.to_string().as_bytes());
-        mac.update(&[0]);
-        mac.update(password.as_bytes());
-        mac
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Address, Entry>> {
@@ -106,11 +135,10 @@ impl Credentials {
         if self.ttl.is_zero() {
             return self.argon_verify(password, stored_hash).await;
         }
-        let tag = self.tag(addr, password);
         let hit = self.cache().get(addr).is_some_and(|e| {
             e.expires > Instant::now()
                 && e.hash == stored_hash
-                && tag.clone().verify_slice(&e.tag).is_ok()
+                && self.tags.matches(addr, password, &e.tag)
         });
         if hit {
             return Ok(true);
@@ -128,7 +156,7 @@ impl Credentials {
             cache.insert(
                 addr.clone(),
                 Entry {
-                    tag: tag.finalize().into_bytes().into(),
+                    tag: self.tags.tag(addr, password),
                     hash: stored_hash.to_string(),
                     expires: Instant::now() + self.ttl,
                 },

@@ -22,14 +22,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use blake2::Blake2bMac;
-use blake2::digest::consts::U32;
-use blake2::digest::{KeyInit, Mac};
-
 use super::DirEntry;
+use crate::auth::LoginTags;
 use crate::names::Address;
-
-type Tagger = Blake2bMac<U32>;
 
 /// Default lifetime of a cached entry or login.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
@@ -52,7 +47,7 @@ struct Maps {
 
 pub struct Cache {
     ttl: Duration,
-    key: [u8; 32],
+    tags: LoginTags,
     maps: Mutex<Maps>,
     generation: AtomicU64,
 }
@@ -65,12 +60,9 @@ pub struct Generation(u64);
 impl Cache {
     /// `ttl` zero turns the cache off.
     pub fn new(ttl: Duration) -> Cache {
-        let mut key = [0u8; 32];
-        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         Cache {
             ttl,
-            key,
+            tags: LoginTags::new(),
             maps: Mutex::new(Maps::default()),
             generation: AtomicU64::new(0),
         }
@@ -78,15 +70,6 @@ impl Cache {
 
     fn maps(&self) -> std::sync::MutexGuard<'_, Maps> {
         self.maps.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn tag(&self, addr: &Address, password: &str) -> Tagger {
-        let mut mac =
-            <Tagger as KeyInit>::new_from_slice(&self.key).expect("BLAKE2b accepts a 32-byte key");
-        mac.update(addr.to_string().as_bytes());
-        mac.update(&[0]);
-        mac.update(password.as_bytes());
-        mac
     }
 
     pub fn generation(&self) -> Generation {
@@ -120,10 +103,9 @@ impl Cache {
 
     /// The entry of a login verified before with this very password, if still fresh.
     pub fn login(&self, addr: &Address, password: &str) -> Option<DirEntry> {
-        let tag = self.tag(addr, password);
         let maps = self.maps();
         let login = maps.logins.get(addr)?;
-        (login.expires > Instant::now() && tag.verify_slice(&login.tag).is_ok())
+        (login.expires > Instant::now() && self.tags.matches(addr, password, &login.tag))
             .then(|| login.entry.clone())
     }
 
@@ -131,7 +113,7 @@ impl Cache {
         if self.ttl.is_zero() {
             return;
         }
-        let tag: [u8; 32] = self.tag(addr, password).finalize().into_bytes().into();
+        let tag = self.tags.tag(addr, password);
         let mut maps = self.maps();
         if self.generation.load(Ordering::SeqCst) != since.0 {
             return;

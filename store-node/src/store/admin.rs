@@ -126,19 +126,7 @@ impl Store {
                 return Err(StoreError::AliasExists(addr.to_string()));
             }
         }
-        let mailbox = Mailbox {
-            password_hash: hash,
-            quota: None,
-            locked: false,
-            messages: BTreeMap::new(),
-            used: 0,
-            reserved: 0,
-            warned: false,
-            retrieved: HashMap::new(),
-        };
-        self.write_mailbox(&addr, &mailbox).await?;
-        self.state().mailboxes.insert(addr.clone(), mailbox);
-        self.inner.settings.directory_changed();
+        self.create_mailbox(&addr, Mailbox::new(hash)).await?;
         Ok(addr.to_string())
     }
 
@@ -313,14 +301,7 @@ impl Store {
         if domain {
             let name = names::domain(target)?;
             self.update_domain(&name, |d| d.locked = locked).await?;
-            let members: Vec<Address> = (self.state().mailboxes.keys())
-                .filter(|a| a.domain == name)
-                .cloned()
-                .collect();
-            for addr in &members {
-                self.inner.credentials.forget(addr);
-            }
-            self.inner.directories.forget_domain(&name);
+            self.forget_domain_logins(&name);
             return Ok(());
         }
         let addr = Address::parse(target)?;
@@ -401,6 +382,27 @@ impl Store {
 
     pub(super) async fn hash(&self, password: &str) -> Result<String> {
         self.inner.credentials.hash(password).await
+    }
+
+    /// Cached logins of a domain's mailboxes (password and directory caches) are gone: the
+    /// next login of each is checked again.
+    pub(super) fn forget_domain_logins(&self, name: &str) {
+        let members: Vec<Address> = (self.state().mailboxes.keys())
+            .filter(|a| a.domain == name)
+            .cloned()
+            .collect();
+        for addr in &members {
+            self.inner.credentials.forget(addr);
+        }
+        self.inner.directories.forget_domain(name);
+    }
+
+    /// Makes a new mailbox durable, installs it, and tells the front-ends' recipient caches.
+    pub(super) async fn create_mailbox(&self, addr: &Address, mailbox: Mailbox) -> Result<()> {
+        self.write_mailbox(addr, &mailbox).await?;
+        self.state().mailboxes.insert(addr.clone(), mailbox);
+        self.inner.settings.directory_changed();
+        Ok(())
     }
 
     pub(super) async fn write_mailbox(&self, addr: &Address, mb: &Mailbox) -> Result<()> {

@@ -50,14 +50,7 @@ impl Store {
             .transpose()?
             .map(Arc::new);
         self.update_domain(&name, |d| d.directory = new).await?;
-        self.inner.directories.forget_domain(&name);
-        let members: Vec<Address> = (self.state().mailboxes.keys())
-            .filter(|a| a.domain == name)
-            .cloned()
-            .collect();
-        for addr in &members {
-            self.inner.credentials.forget(addr);
-        }
+        self.forget_domain_logins(&name);
         self.inner.settings.directory_changed();
         Ok(())
     }
@@ -139,19 +132,8 @@ impl Store {
                 return Err(StoreError::UnknownMailbox(addr.to_string()));
             }
         }
-        let mailbox = Mailbox {
-            password_hash: String::new(),
-            quota: None,
-            locked: false,
-            messages: BTreeMap::new(),
-            used: 0,
-            reserved: 0,
-            warned: false,
-            retrieved: HashMap::new(),
-        };
-        self.write_mailbox(addr, &mailbox).await?;
-        self.state().mailboxes.insert(addr.clone(), mailbox);
-        self.inner.settings.directory_changed();
+        self.create_mailbox(addr, Mailbox::new(String::new()))
+            .await?;
         tracing::info!(mailbox = %addr, "mailbox made for a directory user");
         Ok(())
     }

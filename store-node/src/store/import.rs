@@ -154,20 +154,8 @@ impl Store {
             self.state().domains.insert(addr.domain.clone(), domain);
             tracing::info!(domain = %addr.domain, "domain added by an import");
         }
-        let mailbox = Mailbox {
-            // No password: the mailbox receives mail, no login succeeds (`login.rs`).
-            password_hash: String::new(),
-            quota: None,
-            locked: false,
-            messages: BTreeMap::new(),
-            used: 0,
-            reserved: 0,
-            warned: false,
-            retrieved: HashMap::new(),
-        };
-        self.write_mailbox(&addr, &mailbox).await?;
-        self.state().mailboxes.insert(addr.clone(), mailbox);
-        self.inner.settings.directory_changed();
+        self.create_mailbox(&addr, Mailbox::new(String::new()))
+            .await?;
         tracing::info!(mailbox = %addr, "mailbox added by an import, without a password");
         Ok((!has_domain, true))
     }
@@ -204,14 +192,7 @@ impl Store {
             .chain(std::iter::once(&derived));
         let mut chosen = None;
         for uidl in candidates {
-            let taken = self
-                .state()
-                .mailboxes
-                .get(&addr)
-                .ok_or_else(|| StoreError::UnknownMailbox(addr.to_string()))?
-                .messages
-                .get(uidl)
-                .copied();
+            let taken = self.message_size(&addr, uidl)?;
             match taken {
                 None => {
                     chosen = Some(uidl.clone());

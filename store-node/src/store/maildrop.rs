@@ -52,6 +52,18 @@ impl Store {
         Ok((addr, epoch, messages))
     }
 
+    /// The size of a mailbox's message; None when the mailbox has no such message.
+    pub(super) fn message_size(&self, addr: &Address, uidl: &str) -> Result<Option<u64>> {
+        Ok(self
+            .state()
+            .mailboxes
+            .get(addr)
+            .ok_or_else(|| StoreError::UnknownMailbox(addr.to_string()))?
+            .messages
+            .get(uidl)
+            .copied())
+    }
+
     /// The message as a stream of chunks, read from storage as the stream is polled.
     pub async fn fetch_stream(
         &self,
@@ -60,13 +72,7 @@ impl Store {
     ) -> Result<futures::stream::BoxStream<'static, Result<Bytes>>> {
         let addr = Address::parse(mailbox)?;
         let size = self
-            .state()
-            .mailboxes
-            .get(&addr)
-            .ok_or_else(|| StoreError::UnknownMailbox(addr.to_string()))?
-            .messages
-            .get(uidl)
-            .copied()
+            .message_size(&addr, uidl)?
             .ok_or_else(|| StoreError::NoSuchMessage(uidl.to_string()))?;
         self.inner
             .objects

@@ -143,6 +143,23 @@ struct Mailbox {
     retrieved: HashMap<String, u64>,
 }
 
+impl Mailbox {
+    /// A new, empty mailbox; `password_hash` "" = no local password (a directory user's, or
+    /// one made by an import before `mailbox passwd`).
+    fn new(password_hash: String) -> Mailbox {
+        Mailbox {
+            password_hash,
+            quota: None,
+            locked: false,
+            messages: BTreeMap::new(),
+            used: 0,
+            reserved: 0,
+            warned: false,
+            retrieved: HashMap::new(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     domains: BTreeMap<String, Domain>,
