@@ -10,11 +10,6 @@
 #   OPS=N               operations per CPU measurement (default 1000)
 #   CPU_DATA=DIR        the store's data directory for the CPU measurement (default: a fresh
 #                       journaled ext4 in a loop file when run as root, else a temp dir)
-#   SPOOL_PARENT=DIR    where the side-by-side runs keep the store's data: a fresh directory per
-#                       run under DIR (default /var/lib/mailroot-bench, marked `chattr +T` so that
-#                       ext4 places each run's directory in a block group of its own; when that
-#                       cannot be made, the kit's default, a temp dir in /tmp)
-#   SKIP_TMP_RUN=1      leave out the run with the store's data in the kit's default place (/tmp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -27,7 +22,7 @@ cleanup() {
   kill -9 ${spid:-} ${fpid:-} 2>/dev/null || true
   wait ${spid:-} ${fpid:-} 2>/dev/null || true
   [ -z "${loop_mnt:-}" ] || umount "$loop_mnt" 2>/dev/null || true
-  rm -rf "$work" ${spools:-}
+  rm -rf "$work"
 }
 trap cleanup EXIT
 log() { echo "[perf-report $(date -u +%H:%M:%S)] $*" >&2; }
@@ -98,35 +93,10 @@ log "side-by-side run, Dovecot with plain-text passwords (the strictest peer)"
 # The baseline's packages first, on their own (apt's output stays out of the report).
 log "installing the baseline (Postfix, Dovecot) if missing"
 "$bench/baseline.sh" install >"$work/install.log" 2>&1 || { cat "$work/install.log" >&2; exit 1; }
-# Where the store keeps its data in these runs. The kit's default is a temp dir in /tmp, next to
-# the baseline's Postfix queue (/tmp/mailbench), and this machine's ext4 has no journal: its
-# inode allocator then passes over (looking each one up) every inode freed in the same block
-# group within the last 1-5 minutes, at every file creation. Postfix frees one queue file per
-# message, so in /tmp the store pays at each message for the baseline's run before it. A store
-# keeps its data in a directory of its own (README: --data /var/lib/mailroot); here a fresh one
-# per run under a parent marked `chattr +T`, which makes ext4 spread its subdirectories over
-# block groups as it does top-level directories, so that no run inherits an earlier run's (or
-# the baseline's) freed inodes. The kit's default place is measured as well, for information.
-spools=""
-spool_parent=${SPOOL_PARENT:-/var/lib/mailroot-bench}
-spool_how="a temp dir in /tmp, the kit's default (SPOOL_PARENT could not be made: not root, or no chattr +T)"
-if [ "$(id -u)" = 0 ] && mkdir -p "$spool_parent" && chattr +T "$spool_parent" 2>/dev/null; then
-  spool_how="a fresh directory under $spool_parent (chattr +T: a block group of its own)"
-  plain_spool=$(mktemp -d "$spool_parent/run.XXXXXX"); argon2_spool=$(mktemp -d "$spool_parent/run.XXXXXX")
-  spools="$plain_spool $argon2_spool"
-  plain_data=$plain_spool/data; argon2_data=$argon2_spool/data
-else
-  plain_data=""; argon2_data=""
-fi
-log "store data for the side-by-side runs: $spool_how"
-OUT=$work/plain-results PASS_SCHEME=PLAIN STORE_DATA=$plain_data "$bench/vs-mailroot.sh" >"$work/plain.txt" 2>"$work/plain.err"
+OUT=$work/plain-results PASS_SCHEME=PLAIN "$bench/vs-mailroot.sh" >"$work/plain.txt" 2>"$work/plain.err"
 if [ "${SKIP_ARGON2:-0}" != 1 ]; then
   log "side-by-side run, Dovecot with Argon2id hashes (for information)"
-  OUT=$work/argon2-results PASS_SCHEME=ARGON2ID STORE_DATA=$argon2_data "$bench/vs-mailroot.sh" >"$work/argon2.txt" 2>"$work/argon2.err"
-fi
-if [ "${SKIP_TMP_RUN:-0}" != 1 ] && [ -n "$plain_data" ]; then
-  log "side-by-side run, the store's data in the kit's default place, /tmp (for information)"
-  OUT=$work/tmp-results PASS_SCHEME=PLAIN "$bench/vs-mailroot.sh" >"$work/tmp.txt" 2>"$work/tmp.err"
+  OUT=$work/argon2-results PASS_SCHEME=ARGON2ID "$bench/vs-mailroot.sh" >"$work/argon2.txt" 2>"$work/argon2.err"
 fi
 
 # ---- the report
@@ -165,7 +135,12 @@ mkdir -p "$(dirname "$out")"
   echo
   echo "## Side by side, Dovecot with plain-text passwords (the strictest peer)"
   echo
-  echo "The store's data: $spool_how. The baseline's: where the kit keeps it (/tmp/mailbench)."
+  echo "The store's data is where the kit puts it: a temp dir in /tmp, beside the baseline's"
+  echo "Postfix queue (/tmp/mailbench). This machine's ext4 has no journal; its inode allocator"
+  echo "then passes over every inode freed in a block group in the last 1-5 minutes at each file"
+  echo "creation there, and Postfix frees one queue file per message. The store spreads its"
+  echo "mailboxes over the block groups (\`store-node/src/objects/placement.rs\`), so that they do"
+  echo "not share one with the queue."
   echo
   echo "Issue 9's targets, from this run (\`tests/perf-targets.py\`):"
   echo
@@ -186,28 +161,6 @@ mkdir -p "$(dirname "$out")"
     echo
     echo '```'
     cat "$work/argon2.txt"
-    echo '```'
-  fi
-  if [ -f "$work/tmp.txt" ]; then
-    echo
-    echo "## For information: the store's data in /tmp, the kit's default place"
-    echo
-    echo "The same run as the first, with the store's data in a temp dir in /tmp, which shares"
-    echo "block groups with the baseline's Postfix queue (\`/tmp/mailbench/postfix-queue\`)."
-    echo "This machine's ext4 has no journal, and its inode allocator then passes over every inode"
-    echo "freed in the same block group in the last 1-5 minutes at each file creation"
-    echo "(\`recently_deleted()\` in the kernel's \`fs/ext4/ialloc.c\`); Postfix frees one queue"
-    echo "file per message, and the store creates one file per message. mailroot's accepted msg/s"
-    echo "in the two places (each against the baseline of its own run):"
-    echo
-    python3 "$root/tests/perf-targets.py" --places "$work/plain-results" "$work/tmp-results"
-    echo
-    echo "Issue 9's targets, from this run:"
-    echo
-    python3 "$root/tests/perf-targets.py" "$work/tmp-results"
-    echo
-    echo '```'
-    cat "$work/tmp.txt"
     echo '```'
   fi
 } >"$out"

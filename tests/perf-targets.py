@@ -1,8 +1,6 @@
 #!/usr/bin/env python3
 """Checks one side-by-side result directory of ../shared/bench (compare.sh) against the
 targets of issue 9 and prints a Markdown table. usage: perf-targets.py RESULT_DIR
-With --places A B: mailroot's SMTP accepted msg/s of two runs side by side (the store's data
-in two places), each with the baseline's delivered msg/s of its own run.
 SMTP: mailroot's accepted msg/s (its 250 means stored) over the baseline's delivered msg/s;
 POP3: sessions/s over Dovecot's; failures; mailroot's peak RSS (store + front-end)."""
 import json
@@ -15,32 +13,7 @@ def rows(path):
         return [json.loads(line) for line in f if line.strip().startswith("{")]
 
 
-def smtp_by_config(d):
-    by = {}
-    for r in rows(os.path.join(d, "smtp.jsonl")):
-        by.setdefault((r["size"], r["sessions"]), {})[r["label"]] = r
-    return by
-
-
-def places(a, b):
-    ra, rb = smtp_by_config(a), smtp_by_config(b)
-    print("| size | sessions | mailroot, own directory | baseline deliv | ratio | mailroot, /tmp | baseline deliv | ratio |")
-    print("|---|---|---|---|---|---|---|---|")
-    for key in sorted(set(ra) & set(rb)):
-        cells = []
-        for r in (ra[key], rb[key]):
-            if "base" not in r or "target" not in r:
-                cells += ["", "", ""]
-                continue
-            t, bd = r["target"]["msgs_per_s"], r["base"]["delivered_msgs_per_s"]
-            cells += ["%.1f" % t, "%.1f" % bd, "%.2fx" % (t / bd if bd else float("inf"))]
-        print("| %d B | %d | %s |" % (key[0], key[1], " | ".join(cells)))
-
-
 def main():
-    if sys.argv[1] == "--places":
-        places(sys.argv[2], sys.argv[3])
-        return
     d = sys.argv[1]
     smtp = rows(os.path.join(d, "smtp.jsonl"))
     pop3 = rows(os.path.join(d, "pop3.jsonl"))

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{Local, Op, io_error};
+use super::{Local, Op, io_error, placement};
 use crate::error::{Result, StoreError};
 
 /// Why an unnamed-file write could not be used.
@@ -79,15 +79,29 @@ impl Local {
     }
 
     /// Creates `dir` and its missing parents; each new directory's parent joins `dirs`, so
-    /// that the new entries are synced too.
+    /// that the new entries are synced too. Top down, so that a new domain directory is
+    /// marked for spreading (`placement.rs`) before its first mailbox is made in it.
     fn make_dirs(&self, dir: &std::path::Path, dirs: &mut Vec<PathBuf>) -> Result<()> {
-        let mut missing = dir;
-        while !missing.exists() && missing != self.root {
-            let Some(up) = missing.parent() else { break };
+        let mut missing = Vec::new();
+        let mut at = dir;
+        while !at.exists() && at != self.root {
+            let Some(up) = at.parent() else { break };
             dirs.push(up.to_path_buf());
-            missing = up;
+            missing.push(at);
+            at = up;
         }
-        std::fs::create_dir_all(dir).map_err(|e| io_error("mkdir", dir, e))
+        for new in missing.into_iter().rev() {
+            match std::fs::create_dir(new) {
+                Ok(()) if placement::holds_mailboxes(&self.root, new) => {
+                    placement::spread_subdirectories(new)
+                }
+                Ok(()) => {}
+                // A concurrent writer made it first.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_error("mkdir", new, e)),
+            }
+        }
+        Ok(())
     }
 
     fn write_unnamed(

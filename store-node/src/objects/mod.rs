@@ -12,7 +12,9 @@
 //! queue/<id>/state.json                         JSON envelope and per-recipient state
 //! dkim/<domain>                                 JSON DKIM key (selector, algorithm, PKCS#8)
 //! ```
-//! The outbound queue's own crash-safety argument is in `store/queue/mod.rs`.
+//! The outbound queue's own crash-safety argument is in `store/queue/mod.rs`. Each
+//! `mailboxes/<domain>` directory is marked so that ext4 spreads its mailboxes over block
+//! groups (`placement.rs`).
 //! The listing of `mailboxes/` IS the message index: a message exists exactly when its object
 //! exists, its size is the object's size and its UIDL is the object's name. There is no second
 //! copy of that truth that could disagree with it after a crash.
@@ -67,6 +69,7 @@ use crate::group_commit::GroupCommit;
 use crate::names::Address;
 
 mod local;
+mod placement;
 
 /// How local writes are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +128,7 @@ impl Objects {
         let root = root.canonicalize().map_err(|e| {
             StoreError::Internal(format!("cannot resolve data directory {data}: {e}"))
         })?;
+        placement::spread_existing(&root);
         let fs = LocalFileSystem::new_with_prefix(&root)?;
         Ok(match durability {
             Durability::PerWrite => Objects {
