@@ -96,16 +96,17 @@ log "installing the baseline (Postfix, Dovecot) if missing"
 # The kit leaves its baseline running after a run and reuses a running one as it is, with the
 # password scheme it was started with: stop it before each run, so that each run's Dovecot is
 # configured with that run's PASS_SCHEME, and after the last.
-"$bench/baseline.sh" stop >/dev/null 2>&1 || true
+stop_baseline() { "$bench/baseline.sh" stop >/dev/null 2>&1 || true; }
+stop_baseline
 OUT=$work/plain-results PASS_SCHEME=PLAIN "$bench/vs-mailroot.sh" >"$work/plain.txt" 2>"$work/plain.err"
 if [ "${SKIP_ARGON2:-0}" != 1 ]; then
   log "side-by-side run, Dovecot with Argon2id hashes (for information)"
-  "$bench/baseline.sh" stop >/dev/null 2>&1 || true
+  stop_baseline
   OUT=$work/argon2-results PASS_SCHEME=ARGON2ID "$bench/vs-mailroot.sh" >"$work/argon2.txt" 2>"$work/argon2.err"
   # What the baseline really ran with (its users file), for the report.
   argon2_users=$(grep -c '{ARGON2ID}' "${BENCH_TMP:-/tmp/mailbench}/dovecot/users" 2>/dev/null || true)
 fi
-"$bench/baseline.sh" stop >/dev/null 2>&1 || true
+stop_baseline
 
 # ---- the report
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

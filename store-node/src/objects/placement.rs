@@ -19,27 +19,27 @@
 //! Only domain directories get the flag: their children are mailboxes, each a directory tree
 //! of its own. A mailbox's own subdirectories (`messages/`) stay beside the mailbox.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
-/// `FS_TOPDIR_FL` of `linux/fs.h` (not in the libc crate).
-pub(super) const FS_TOPDIR_FL: libc::c_long = 0x0002_0000;
+/// `FS_TOPDIR_FL` of `linux/fs.h` (not in the libc crate). The flag ioctls take an `int`,
+/// whatever their numbers say.
+pub(super) const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+
+/// `root/mailboxes`, the parent of the domain directories.
+fn mailboxes_dir(root: &Path) -> std::path::PathBuf {
+    root.join(super::mailboxes_prefix().as_ref())
+}
 
 /// True for `root/mailboxes/<domain>`: a directory whose children are mailboxes.
 pub(super) fn holds_mailboxes(root: &Path, dir: &Path) -> bool {
-    dir.strip_prefix(root).is_ok_and(|rel| {
-        let mut parts = rel.components();
-        matches!(parts.next(), Some(c) if c.as_os_str() == "mailboxes")
-            && parts.next().is_some()
-            && parts.next().is_none()
-    })
+    dir.parent() == Some(mailboxes_dir(root).as_path())
 }
 
-/// The directory's inode flags, or the error of a filesystem without them.
-pub(super) fn flags(dir: &Path) -> std::io::Result<libc::c_long> {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(dir)?;
-    let mut flags: libc::c_long = 0;
-    // SAFETY: FS_IOC_GETFLAGS writes one long through the pointer, which outlives the call.
+/// The inode flags of an open file, or the error of a filesystem without them.
+fn flags_of(file: &std::fs::File) -> std::io::Result<libc::c_int> {
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer, which outlives the call.
     if unsafe { libc::ioctl(file.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -49,15 +49,14 @@ pub(super) fn flags(dir: &Path) -> std::io::Result<libc::c_long> {
 /// Marks `dir` so that the filesystem spreads its subdirectories (module doc). Best effort:
 /// a filesystem without the flag, or a data directory of another owner, leaves it unmarked.
 pub(super) fn spread_subdirectories(dir: &Path) {
-    use std::os::fd::AsRawFd;
     let set = || -> std::io::Result<()> {
-        let current = flags(dir)?;
+        let file = std::fs::File::open(dir)?;
+        let current = flags_of(&file)?;
         if current & FS_TOPDIR_FL != 0 {
             return Ok(());
         }
-        let file = std::fs::File::open(dir)?;
         let new = current | FS_TOPDIR_FL;
-        // SAFETY: FS_IOC_SETFLAGS reads one long through the pointer, which outlives the call.
+        // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer, which outlives the call.
         if unsafe { libc::ioctl(file.as_raw_fd(), libc::FS_IOC_SETFLAGS, &new) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -71,7 +70,7 @@ pub(super) fn spread_subdirectories(dir: &Path) {
 /// Marks the domain directories of an existing data directory (made before this store
 /// version, or by hand): mailboxes made from now on are spread.
 pub(super) fn spread_existing(root: &Path) {
-    let Ok(domains) = std::fs::read_dir(root.join("mailboxes")) else {
+    let Ok(domains) = std::fs::read_dir(mailboxes_dir(root)) else {
         return;
     };
     for entry in domains.flatten() {
@@ -85,6 +84,10 @@ pub(super) fn spread_existing(root: &Path) {
 mod tests {
     use super::*;
     use crate::objects::{Durability, Objects, meta_path_in};
+
+    fn flags(dir: &Path) -> std::io::Result<libc::c_int> {
+        flags_of(&std::fs::File::open(dir)?)
+    }
 
     /// True when the filesystem under `dir` keeps the flag (ext4 does; tmpfs does not).
     fn keeps_the_flag(dir: &Path) -> bool {
